@@ -1,0 +1,1 @@
+"""minigpt: a GPT built on minigrad, following the life of one token."""

@@ -1,0 +1,27 @@
+"""minigrad: a small tensor autograd library on NumPy (CPU) or CuPy (GPU).
+
+    import minigrad as mg
+    x = mg.tensor([[1.0, 2.0]], requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    x.grad   # tensor([[2., 4.]])
+"""
+from . import backend, composite, functional, fused, ops  # noqa: F401  (registers the ops)
+from .autograd import OPS, Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, stage
+from .backend import cuda_is_available, get_default_device, manual_seed, set_default_device
+from .creation import (arange, empty, full, full_like, ones, ones_like, rand, randint, randn,
+                       randn_like, tensor, zeros, zeros_like)
+from .gradcheck import GradcheckResult, gradcheck
+from .tensor import Tensor, cat, stack, where
+
+float32 = "float32"
+float64 = "float64"
+int64 = "int64"
+
+__all__ = [
+    "Tensor", "tensor", "zeros", "ones", "full", "empty", "arange", "randn", "rand", "randint",
+    "zeros_like", "ones_like", "full_like", "randn_like", "cat", "stack", "where", "no_grad",
+    "enable_grad", "is_grad_enabled", "detect_anomaly", "stage", "gradcheck", "GradcheckResult",
+    "manual_seed", "set_default_device", "get_default_device", "cuda_is_available", "OPS",
+    "Function", "functional", "composite",
+]

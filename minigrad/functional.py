@@ -1,0 +1,166 @@
+"""minigrad.functional (import as F): torch.nn.functional's names on minigrad.
+
+These call the fused ops of fused.py (one graph node, hand-derived backward).
+The same functions built from primitives, for reading and stepping through,
+are in minigrad.composite; tests check that both agree, value and gradient.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+from . import fused as FU
+from . import ops as O
+from .errors import DTypeError, ShapeError
+from .tensor import Tensor
+
+
+def _dim(name, x, dim):
+    if not -x.ndim <= dim < max(x.ndim, 1):
+        raise ShapeError(f"{name}: dim {dim} is out of range for shape {x.shape}")
+    return dim % max(x.ndim, 1)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return FU.Softmax.apply(x, axis=_dim("softmax", x, dim))
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return FU.LogSoftmax.apply(x, axis=_dim("log_softmax", x, dim))
+
+
+def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean negative log-likelihood of ``targets`` under softmax(logits).
+
+    logits (N, C) with targets (N,) as in torch; more leading dims are flattened,
+    the class dimension is always the last one. Rows whose target equals
+    ``ignore_index`` are left out of the mean."""
+    t = targets.data if isinstance(targets, Tensor) else targets
+    if not hasattr(t, "dtype"):
+        t = np.asarray(t)
+    if t.dtype.kind not in "iu":
+        raise DTypeError(f"cross_entropy: targets must be integer class indices, got dtype "
+                         f"{t.dtype}")
+    if logits.ndim < 1 or tuple(t.shape) != logits.shape[:-1]:
+        raise ShapeError(f"cross_entropy: targets of shape {tuple(t.shape)} do not match "
+                         f"logits of shape {logits.shape}; expected targets of shape "
+                         f"{logits.shape[:-1]} (class dimension last)")
+    t = backend.to_device(t, logits.device)
+    n_classes = logits.shape[-1]
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    if bool(bad.any()):
+        raise ValueError(f"cross_entropy: target {int(t[bad].ravel()[0])} is out of range "
+                         f"for {n_classes} classes (expected 0..{n_classes - 1} or "
+                         f"ignore_index={ignore_index})")
+    flat = logits.reshape(-1, n_classes) if logits.ndim != 2 else logits
+    return FU.CrossEntropy.apply(flat, targets=t.reshape(-1), ignore_index=ignore_index)
+
+
+def nll_loss(log_probs: Tensor, targets, ignore_index: int = -100) -> Tensor:
+    """Mean of -log_probs[target]; with log_softmax this equals cross_entropy."""
+    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    n = log_probs.shape[-1]
+    flat = log_probs.reshape(-1, n)
+    t = t.reshape(-1)
+    keep = t != ignore_index
+    xp = backend.get_array_module(flat.data)
+    rows = xp.arange(flat.shape[0])[keep]
+    return -flat[rows, t[keep]].mean()
+
+
+def gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    """GELU; approximate="tanh" is the form GPT-2 uses, "none" the exact x * Phi(x)."""
+    if approximate == "tanh":
+        return FU.GeluTanh.apply(x)
+    if approximate == "none":
+        return FU.GeluExact.apply(x)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """Normalise over the last dimension (the only one supported), then scale and shift."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(shape) != 1 or x.shape[-1:] != shape:
+        raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimension "
+                         f"of the input, got input shape {x.shape}")
+    xp = backend.get_array_module(x.data)
+    if weight is None:
+        weight = Tensor._make(xp.ones(shape, dtype=x.dtype), False)
+    if bias is None:
+        bias = Tensor._make(xp.zeros(shape, dtype=x.dtype), False)
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p.shape != shape:
+            raise ShapeError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
+    return FU.LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0
+    keep = backend.random_uniform(x.shape, x.dtype, x.device) >= p
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return FU.Dropout.apply(x, mask=mask)
+
+
+def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
+    """x @ weight.T + bias, weight of shape (out_features, in_features)."""
+    if weight.ndim != 2 or x.shape[-1:] != weight.shape[1:]:
+        raise ShapeError(f"linear: input of shape {x.shape} does not fit weight of shape "
+                         f"{weight.shape} (expected input (..., {weight.shape[-1]}))")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ShapeError(f"linear: bias must have shape {weight.shape[:1]}, got {bias.shape}")
+    args = (x, weight) if bias is None else (x, weight, bias)
+    return FU.Linear.apply(*args)
+
+
+def embedding(idx, weight: Tensor) -> Tensor:
+    """Rows of ``weight`` picked by integer ``idx``; repeated ids add up in backward."""
+    data = idx.data if isinstance(idx, Tensor) else idx
+    if not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    if data.dtype.kind not in "iu":
+        raise DTypeError(f"embedding: indices must be integers, got dtype {data.dtype}")
+    if data.size and (int(data.min()) < 0 or int(data.max()) >= weight.shape[0]):
+        bad = int(data.max()) if int(data.max()) >= weight.shape[0] else int(data.min())
+        raise IndexError(f"embedding: index {bad} is out of range for an embedding table "
+                         f"of {weight.shape[0]} rows")
+    return O.GetItem.apply(weight, index=backend.to_device(data, weight.device))
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, training=True):
+    """softmax(q k^T * scale + mask) @ v over the last two dims, as in torch.
+    With is_causal, query i attends to keys j <= i + (Tk - Tq) (so a KV cache works)."""
+    if attn_mask is not None:
+        raise NotImplementedError("scaled_dot_product_attention: attn_mask is not supported; "
+                                  "use is_causal=True or minigrad.composite.attention")
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ShapeError(f"scaled_dot_product_attention: query {query.shape}, key {key.shape} "
+                         f"and value {value.shape} do not fit")
+    if is_causal and key.shape[-2] < query.shape[-2]:
+        raise ShapeError(f"scaled_dot_product_attention: causal attention needs at least as "
+                         f"many keys ({key.shape[-2]}) as queries ({query.shape[-2]})")
+    mask = None
+    if dropout_p > 0 and training:
+        shape = query.shape[:-1] + (key.shape[-2],)
+        keep = backend.random_uniform(shape, query.dtype, query.device) >= dropout_p
+        mask = keep.astype(query.dtype) * query.dtype.type(1.0 / (1.0 - dropout_p))
+    return FU.Attention.apply(query, key, value, causal=is_causal, scale=scale,
+                              dropout_mask=mask)
+
+
+def relu(x):
+    return x.relu()
+
+
+def tanh(x):
+    return x.tanh()
+
+
+def sigmoid(x):
+    return x.sigmoid()

@@ -1,0 +1,17 @@
+"""minigrad.nn: modules, parameters and layers with torch.nn's names and semantics.
+
+    from minigrad import nn
+    mlp = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+    logits = mlp(x)                      # Module.__call__ -> forward
+    print(mlp)                           # tree with parameter counts
+    nn.functional is minigrad.functional (torch.nn.functional's names).
+"""
+from .. import functional
+from . import init, utils
+from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
+from .module import (IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential,
+                     StateDictError)
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
+           "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid", "Identity",
+           "init", "utils", "functional", "StateDictError", "IncompatibleKeys"]

@@ -1,0 +1,133 @@
+"""Learning-rate schedules: plain functions of the step, and scheduler objects with
+torch.optim.lr_scheduler's protocol.
+
+    sched = WarmupCosineLR(opt, warmup_steps=100, max_steps=5000, min_lr=3e-5)
+    for step in range(5000):
+        ...; opt.step(); sched.step()      # the lr used at step k is schedule(k)
+
+As in torch, creating a scheduler sets each group's lr for step 0 and remembers the
+group's starting lr as ``group["initial_lr"]`` (the base lr the schedule scales).
+Every value is computed in closed form from ``last_epoch``, so ``load_state_dict``
+puts a resumed run exactly where it was.
+"""
+from __future__ import annotations
+
+import math
+
+
+def cosine_with_warmup(step: int, *, max_lr: float, warmup_steps: int, max_steps: int,
+                       min_lr: float = 0.0) -> float:
+    """nanoGPT's ``get_lr``: linear warmup from 0, cosine decay to ``min_lr``, then ``min_lr``.
+
+    step < warmup_steps:             max_lr * step / warmup_steps
+    warmup_steps <= step < max_steps: min_lr + (max_lr - min_lr) * (1 + cos(pi * r)) / 2,
+                                     r = (step - warmup_steps) / (max_steps - warmup_steps)
+    step >= max_steps:               min_lr
+
+    Example (max_lr=1, warmup_steps=2, max_steps=6, min_lr=0):
+    steps 0..7 -> 0, 0.5, 1, 0.854, 0.5, 0.146, 0, 0
+    """
+    if warmup_steps < 0 or max_steps < warmup_steps:
+        raise ValueError(f"cosine_with_warmup: expected 0 <= warmup_steps <= max_steps, got "
+                         f"warmup_steps={warmup_steps}, max_steps={max_steps}")
+    if step < 0:
+        raise ValueError(f"cosine_with_warmup: step must be >= 0, got {step}")
+    if step < warmup_steps:
+        return max_lr * step / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    ratio = (step - warmup_steps) / (max_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (max_lr - min_lr)
+
+
+class LRScheduler:
+    """Base class (torch.optim.lr_scheduler.LRScheduler): subclasses define ``get_lr()``
+    from ``self.last_epoch`` (the number of ``step()`` calls since step 0) and ``self.base_lrs``."""
+
+    def __init__(self, optimizer, last_epoch: int = -1):
+        self.optimizer = optimizer
+        for i, group in enumerate(optimizer.param_groups):
+            if last_epoch == -1:
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                raise KeyError(f"last_epoch={last_epoch}: param 'initial_lr' is not specified in "
+                               f"param_groups[{i}] when resuming an optimizer")
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self.step()
+
+    def get_lr(self) -> list[float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """Advance one step and set every group's lr."""
+        self.last_epoch += 1
+        self._apply()
+
+    def _apply(self):
+        self._last_lr = [float(lr) for lr in self.get_lr()]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
+    def get_last_lr(self) -> list[float]:
+        """The lr of each group set by the last ``step()``."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        """Everything but the optimizer (and functions): plain numbers and lists."""
+        return {k: v for k, v in self.__dict__.items()
+                if k != "optimizer" and not callable(v) and k != "lr_lambdas"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the position and base lrs, and set every group's lr to match."""
+        self.__dict__.update(state_dict)
+        if len(self.base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"state_dict: {len(self.base_lrs)} base lrs for "
+                             f"{len(self.optimizer.param_groups)} parameter groups")
+        for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            group["initial_lr"] = base_lr
+        self._apply()
+
+
+class LambdaLR(LRScheduler):
+    """lr = base_lr * lr_lambda(step); one function, or one per group (torch.optim.lr_scheduler.LambdaLR)."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch: int = -1):
+        n = len(optimizer.param_groups)
+        if callable(lr_lambda):
+            self.lr_lambdas = [lr_lambda] * n
+        else:
+            self.lr_lambdas = list(lr_lambda)
+            if len(self.lr_lambdas) != n:
+                raise ValueError(f"lr_lambda: expected {n} functions, one per group, got "
+                                 f"{len(self.lr_lambdas)}")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * fn(self.last_epoch) for base, fn in zip(self.base_lrs, self.lr_lambdas)]
+
+
+class WarmupCosineLR(LRScheduler):
+    """Linear warmup then cosine decay (``cosine_with_warmup``), the peak being each group's
+    base lr. ``min_lr`` is an absolute floor: one number, or one per group."""
+
+    def __init__(self, optimizer, warmup_steps: int, max_steps: int, min_lr=0.0,
+                 last_epoch: int = -1):
+        if warmup_steps < 0 or max_steps < warmup_steps:
+            raise ValueError(f"WarmupCosineLR: expected 0 <= warmup_steps <= max_steps, got "
+                             f"warmup_steps={warmup_steps}, max_steps={max_steps}")
+        n = len(optimizer.param_groups)
+        min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
+        if len(min_lrs) != n:
+            raise ValueError(f"min_lr: expected one value or {n} (one per group), got "
+                             f"{len(min_lrs)}")
+        self.warmup_steps, self.max_steps, self.min_lrs = warmup_steps, max_steps, min_lrs
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [cosine_with_warmup(self.last_epoch, max_lr=base, warmup_steps=self.warmup_steps,
+                                   max_steps=self.max_steps, min_lr=lo)
+                for base, lo in zip(self.base_lrs, self.min_lrs)]
+
+
+__all__ = ["cosine_with_warmup", "LRScheduler", "LambdaLR", "WarmupCosineLR"]

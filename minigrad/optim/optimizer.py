@@ -1,0 +1,366 @@
+"""Optimizers with torch.optim's names, defaults and update formulas.
+
+Every update works in place on the raw arrays (``p.data``, ``p.grad.data``) with
+the parameter's own array module ``xp`` (NumPy or CuPy), so the optimizer state
+is created on, and stays on, the parameters' device.
+
+    opt = AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    loss.backward(); opt.step(); opt.zero_grad()
+
+State layout (as in torch): ``opt.state[p]`` is a dict per parameter, e.g.
+``{"step": 3, "exp_avg": array, "exp_avg_sq": array}``; ``state_dict()`` keys
+it by the parameter's index in the groups instead, so it can be saved.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+from .. import backend
+from ..errors import ShapeError
+
+_required = object()   # marks a hyperparameter that has no default ("lr" of a bare Optimizer)
+
+
+def _is_array(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype") and not hasattr(x, "grad")
+
+
+class Optimizer:
+    """Base class: parameter groups, state, zero_grad, state_dict.
+
+    ``params`` is an iterable of parameters, or of dicts ``{"params": [...], **overrides}``
+    (one parameter group each; hyperparameters missing from a group take ``defaults``).
+    Subclasses implement ``_update(p, grad, state, group)`` on raw arrays.
+    """
+
+    def __init__(self, params, defaults: dict):
+        if hasattr(params, "data") and hasattr(params, "grad"):
+            raise TypeError("params: expected an iterable of Tensors or of dicts, got a single "
+                            f"{type(params).__name__} (wrap it in a list)")
+        self.defaults = dict(defaults)
+        self.state: dict = {}           # param -> dict of its state (keyed by identity)
+        self.param_groups: list[dict] = []
+        groups = list(params)
+        if not groups:
+            raise ValueError("params: optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group ``{"params": ..., **hyperparameters}`` (e.g. when unfreezing layers)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group: expected a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if params is None:
+            raise ValueError("param_group: missing the 'params' key")
+        params = [params] if hasattr(params, "grad") else list(params)
+        for p in params:
+            if not (hasattr(p, "data") and hasattr(p, "grad")):
+                raise TypeError(f"params: optimizer can only optimize Tensors, got "
+                                f"{type(p).__name__}")
+            if not getattr(p, "is_leaf", True):
+                raise ValueError("params: can't optimize a non-leaf Tensor (use a Parameter "
+                                 "or a tensor created with requires_grad=True)")
+        ids = [id(p) for p in params]
+        if len(set(ids)) != len(ids):
+            raise ValueError("params: a parameter group contains the same parameter more than "
+                             "once (it would be updated twice per step); pass each once, e.g. "
+                             "model.parameters(), which skips tied weights")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if seen.intersection(ids):
+            raise ValueError("params: some parameters appear in more than one parameter group")
+        group["params"] = params
+        for name, default in self.defaults.items():
+            if default is _required and name not in group:
+                raise ValueError(f"param_group: parameter group didn't specify a value of "
+                                 f"required optimization parameter {name!r}")
+            group.setdefault(name, default)
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients: ``p.grad = None`` (default, like torch) or fill them with 0."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data.fill(0)
+
+    # ------------------------------------------------------------------ step
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient. ``closure`` (optional)
+        re-evaluates the model and returns the loss, which step returns."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad.data
+                if grad.shape != p.data.shape:
+                    raise ShapeError(f"{type(self).__name__}.step: gradient of shape "
+                                     f"{tuple(grad.shape)} for a parameter of shape "
+                                     f"{tuple(p.data.shape)}")
+                self._update(p, grad, self.state.setdefault(p, {}), group)
+        return loss
+
+    def _update(self, p, grad, state, group):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement _update")
+
+    # ------------------------------------------------------------------ state
+    def _indexed_params(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict:
+        """``{"state": {index: {name: array | number}}, "param_groups": [{..., "params": [indices]}]}``.
+
+        As in torch, the arrays are the live state (not copies): save or copy them
+        before the next ``step()``. Indices count parameters across groups in order.
+        """
+        index = {id(p): i for i, p in enumerate(self._indexed_params())}
+        groups, start = [], 0
+        for group in self.param_groups:
+            g = {k: v for k, v in group.items() if k != "params"}
+            g["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(g)
+        state = {index[id(p)]: dict(s) for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore moments, step counts and hyperparameters saved by ``state_dict()``.
+
+        The groups must have the same sizes as this optimizer's. Arrays are copied,
+        cast to each parameter's dtype (step counts stay numbers) and moved to its
+        device; state keys may be ints or their strings (after a JSON round trip).
+        """
+        if set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(f"state_dict: expected the keys ['param_groups', 'state'], got "
+                             f"{sorted(state_dict)}")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"state_dict: loaded state dict has {len(saved_groups)} parameter "
+                             f"groups, this optimizer has {len(self.param_groups)}")
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"state_dict: parameter group {i} has {len(saved['params'])} "
+                                 f"parameters in the loaded state dict, "
+                                 f"{len(group['params'])} in this optimizer")
+        params = {}
+        for saved, group in zip(saved_groups, self.param_groups):
+            params.update(zip((int(i) for i in saved["params"]), group["params"]))
+        new_state = {}
+        for key, saved_state in state_dict["state"].items():
+            index = int(key)
+            if index not in params:
+                raise ValueError(f"state_dict: state for parameter index {index} but the groups "
+                                 f"only hold indices {sorted(params)}")
+            p = params[index]
+            new_state[p] = {name: self._cast_state(p, f"state.{index}.{name}", value)
+                            for name, value in saved_state.items()}
+        for saved, group in zip(saved_groups, self.param_groups):
+            for name, value in saved.items():
+                if name == "params":
+                    continue
+                if isinstance(self.defaults.get(name), tuple) and isinstance(value, list):
+                    value = tuple(value)   # betas come back from JSON as a list
+                group[name] = copy.deepcopy(value)
+        self.state = new_state
+
+    @staticmethod
+    def _cast_state(p, key, value):
+        if hasattr(value, "data") and hasattr(value, "grad"):   # a Tensor
+            value = value.data
+        if not _is_array(value):
+            return copy.deepcopy(value)
+        xp = backend.get_array_module(p.data)
+        arr = backend.to_device(value, backend.device_of(p.data))
+        if arr.ndim > 0 and tuple(arr.shape) != tuple(p.data.shape):
+            raise ShapeError(f"state_dict: {key} has shape {tuple(arr.shape)}, the parameter "
+                             f"has shape {tuple(p.data.shape)}")
+        dtype = p.data.dtype if arr.dtype.kind == "f" else arr.dtype
+        return xp.array(arr, dtype=dtype, copy=True)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _check(name, value, ok, expected):
+    if not ok:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------- SGD
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
+
+    g = grad + weight_decay * p
+    buf = g (first step) | momentum * buf + (1 - dampening) * g
+    g = g + momentum * buf (nesterov) | buf
+    p -= lr * g
+    """
+
+    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+        _check("lr", lr, lr >= 0, "a learning rate >= 0")
+        _check("momentum", momentum, momentum >= 0, "momentum >= 0")
+        _check("weight_decay", weight_decay, weight_decay >= 0, "weight_decay >= 0")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"nesterov: Nesterov momentum requires a momentum > 0 and zero "
+                             f"dampening, got momentum={momentum}, dampening={dampening}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize))
+
+    def _update(self, p, grad, state, group):
+        lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if group["maximize"]:
+            grad = -grad
+        if wd != 0:
+            grad = grad + wd * p.data
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf if group["nesterov"] else buf
+        p.data -= lr * grad
+
+
+# ----------------------------------------------------------------------------- Adam(W)
+class Adam(Optimizer):
+    """Adam (torch.optim.Adam): weight decay is an L2 term added to the gradient.
+
+    t += 1;  g = grad + weight_decay * p
+    m = beta1 * m + (1 - beta1) * g;  v = beta2 * v + (1 - beta2) * g * g
+    denom = sqrt(v) / sqrt(1 - beta2**t) + eps          (sqrt(max v) with amsgrad)
+    p -= lr / (1 - beta1**t) * m / denom
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
+        _check("lr", lr, lr >= 0, "a learning rate >= 0")
+        _check("eps", eps, eps >= 0, "eps >= 0")
+        betas = tuple(betas)
+        _check("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas),
+               "two values in [0, 1)")
+        _check("weight_decay", weight_decay, weight_decay >= 0, "weight_decay >= 0")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize))
+
+    def _update(self, p, grad, state, group):
+        xp = backend.get_array_module(p.data)
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], \
+            group["weight_decay"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(p.data)
+            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        if group["maximize"]:
+            grad = -grad
+        if wd != 0:
+            if self._decoupled:
+                p.data *= 1 - lr * wd
+            else:
+                grad = grad + wd * p.data
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1 - beta1) * grad
+        v *= beta2
+        v += (1 - beta2) * (grad * grad)
+        if group["amsgrad"]:
+            vmax = state.setdefault("max_exp_avg_sq", xp.zeros_like(p.data))
+            xp.maximum(vmax, v, out=vmax)
+            v = vmax
+        bias_correction1 = 1 - beta1 ** t
+        bias_correction2 = 1 - beta2 ** t
+        denom = xp.sqrt(v)
+        denom /= math.sqrt(bias_correction2)
+        denom += eps
+        xp.divide(m, denom, out=denom)        # denom now holds the update direction
+        denom *= lr / bias_correction1
+        p.data -= denom
+
+
+class AdamW(Adam):
+    """AdamW (torch.optim.AdamW): decoupled weight decay ``p *= 1 - lr * weight_decay``
+    before the Adam update (no L2 term in the moments). Default weight_decay 1e-2."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, maximize=maximize)
+
+
+# ----------------------------------------------------------------------------- helpers
+def weight_decay_groups(named_params, weight_decay: float) -> list[dict]:
+    """nanoGPT's split: decay the matrices (ndim >= 2: Linear and Embedding weights), not
+    the biases and norm gains (ndim < 2). Takes ``model.named_parameters()`` or
+    ``model.parameters()``; returns two groups for any optimizer:
+
+        [{"params": [matrices], "weight_decay": wd}, {"params": [vectors], "weight_decay": 0.0}]
+    """
+    decay, no_decay = [], []
+    for item in named_params:
+        p = item[1] if isinstance(item, tuple) else item
+        if not getattr(p, "requires_grad", True):
+            continue
+        (decay if p.data.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> float:
+    """Scale the gradients in place so their joint norm is at most ``max_norm``
+    (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping, as a float.
+
+    The total norm is the norm of the per-parameter norms (any ``norm_type``,
+    ``float("inf")`` for the max); gradients are multiplied by
+    ``min(1, max_norm / (total_norm + 1e-6))``. Parameters without a gradient are skipped.
+    """
+    if hasattr(parameters, "grad"):
+        parameters = [parameters]
+    grads = [p.grad.data for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm_type = float(norm_type)
+    xp = backend.get_array_module(grads[0])
+    if any(backend.get_array_module(g) is not xp for g in grads):
+        raise ValueError("clip_grad_norm_: gradients live on different devices "
+                         f"({sorted({backend.device_of(g) for g in grads})})")
+    norms = xp.stack([xp.linalg.norm(g.ravel(), norm_type) for g in grads])
+    total = float(xp.linalg.norm(norms, norm_type))   # one device sync
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the "
+                           f"gradients is {total}; set error_if_nonfinite=False to clip anyway")
+    coef = max_norm / (total + 1e-6)
+    if not coef >= 1.0:     # also when the norm is NaN: the gradients become NaN, as in torch
+        for g in grads:
+            g *= coef
+    return total
+
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "weight_decay_groups"]

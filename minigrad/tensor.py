@@ -1,0 +1,547 @@
+"""Tensor: an array (NumPy or CuPy), its gradient, and the Function that made it.
+
+Operators and methods only prepare arguments and call ops; the maths is in
+ops.py / fused.py and the graph walking in autograd.py.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import autograd, backend
+from . import ops as O
+from .errors import DTypeError, GraphError, ShapeError
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+def as_dtype(dtype):
+    """NumPy dtype from a dtype, a dtype name ("float64") or a Python type."""
+    if dtype is None:
+        return None
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise DTypeError(f"dtype: expected a NumPy dtype or its name, got {dtype!r}") from None
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
+                 "__weakref__")
+    __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        dtype = as_dtype(dtype)
+        if isinstance(data, Tensor):
+            data = data.data
+        if device is None:
+            device = backend.device_of(data) if _is_array(data) else backend.get_default_device()
+        device = backend.check_device(device)
+        xp = backend.xp_for(device)
+        if not _is_array(data):
+            data = np.asarray(data)
+        if dtype is None and data.dtype.kind == "f":
+            dtype = DEFAULT_FLOAT   # float lists and arrays become float32 unless told
+        if data.dtype.kind not in "biuf":
+            raise DTypeError(f"tensor: data of dtype {data.dtype} is not numeric")
+        data = backend.to_device(data, device)
+        if dtype is not None and data.dtype != dtype:
+            data = data.astype(dtype)
+        self.data = xp.asarray(data)
+        self.grad = None
+        self._ctx = None
+        self._hooks = None
+        self._retain_grad = False
+        self.name = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _make(cls, data, requires_grad):
+        """Fast path for the engine: wrap an array that is already right."""
+        t = object.__new__(cls)
+        t.data, t.grad, t._ctx, t._hooks = data, None, None, None
+        t._retain_grad, t.name, t.requires_grad = False, None, requires_grad
+        return t
+
+    # ------------------------------------------------------------------ properties
+    shape = property(lambda self: tuple(self.data.shape))
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self._ctx is None)
+    grad_fn = property(lambda self: self._ctx)
+    T = property(lambda self: self.permute(*reversed(range(self.ndim))))
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def requires_grad_(self, flag=True):
+        if flag and self.data.dtype.kind != "f":
+            raise DTypeError(f"requires_grad: only floating-point tensors can require "
+                             f"gradients, got dtype {self.data.dtype} (indices never carry "
+                             "gradients)")
+        self.requires_grad = bool(flag)
+        return self
+
+    def __repr__(self):
+        extra = f", device='{self.device}'" if self.device != "cpu" else ""
+        grad = f", grad_fn={self._ctx.name}" if self._ctx is not None else (
+            ", requires_grad=True" if self.requires_grad else "")
+        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=20)
+        return f"tensor({body}, dtype={self.dtype}{extra}{grad})"
+
+    # ------------------------------------------------------------------ conversion
+    def numpy(self) -> np.ndarray:
+        """A NumPy array of the values (copied off the GPU if needed)."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ShapeError(f"item: only a tensor with one element converts to a Python "
+                             f"number, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def detach(self):
+        """The same values, cut from the graph (shares memory, like torch)."""
+        return Tensor._make(self.data, False)
+
+    def to(self, device=None, dtype=None):
+        """A copy on another device and/or dtype (self when nothing changes); the
+        graph is kept, so gradients flow back to the original."""
+        out = self if dtype is None else self.astype(dtype)
+        if device is not None and backend.check_device(device) != out.device:
+            out = _ToDevice.apply(out, device=backend.check_device(device))
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def astype(self, dtype):
+        dtype = as_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if dtype.kind != "f" or self.dtype.kind != "f":
+            return Tensor._make(self.data.astype(dtype), False)
+        return _Cast.apply(self, dtype=dtype)
+
+    def float(self):
+        return self.astype(np.float32)
+
+    def double(self):
+        return self.astype(np.float64)
+
+    def long(self):
+        return self.astype(np.int64)
+
+    def clone(self):
+        return self * 1
+
+    # ------------------------------------------------------------------ autograd
+    def backward(self, grad=None, retain_graph=False):
+        """Backpropagate from this tensor. ``grad`` is d(something)/d(self); it may be
+        omitted only for a single-element tensor. Leaves' .grad accumulate across calls."""
+        if not self.requires_grad:
+            raise GraphError("backward: this tensor does not require grad and has no graph "
+                             "(did you compute it under no_grad(), or from tensors without "
+                             "requires_grad=True?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise GraphError(f"backward: grad can be implicitly created only for a "
+                                 f"scalar output, got shape {self.shape}; pass grad= of "
+                                 f"that shape")
+            grad = backend.get_array_module(self.data).ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else backend.get_array_module(
+                self.data).asarray(grad, dtype=self.dtype)
+            if tuple(grad.shape) != self.shape:
+                raise ShapeError(f"backward: grad must have the output's shape {self.shape}, "
+                                 f"got {tuple(grad.shape)}")
+        autograd.backward(self, grad, retain_graph=retain_graph)
+
+    def retain_grad(self):
+        """Keep .grad on this non-leaf tensor after backward."""
+        self._retain_grad = True
+        return self
+
+    def register_hook(self, fn):
+        """Call fn(grad) when this tensor's gradient is computed; a returned tensor
+        replaces the gradient. Returns a handle with .remove()."""
+        if not self.requires_grad:
+            raise GraphError("register_hook: cannot register a hook on a tensor that "
+                             "does not require grad")
+        if self._hooks is None:
+            self._hooks = []
+        self._hooks.append(fn)
+        return _HookHandle(self._hooks, fn)
+
+    # ------------------------------------------------------------------ arithmetic
+    def _wrap(self, other):
+        """Turn a Python scalar / array into a constant tensor of our dtype and device."""
+        if isinstance(other, Tensor):
+            return other
+        xp = backend.get_array_module(self.data)
+        if isinstance(other, numbers.Number):
+            dtype = self.dtype
+            if isinstance(other, float) and dtype.kind != "f":
+                dtype = DEFAULT_FLOAT
+            return Tensor._make(xp.asarray(other, dtype=dtype), False)
+        return Tensor(other, device=self.device)
+
+    def _binary(self, op, other, reverse=False):
+        other = self._wrap(other)
+        a, b = (other, self) if reverse else (self, other)
+        if a.dtype != b.dtype and a.dtype.kind in "iub" and b.dtype.kind == "f":
+            a = a.astype(b.dtype)
+        elif a.dtype != b.dtype and b.dtype.kind in "iub" and a.dtype.kind == "f":
+            b = b.astype(a.dtype)
+        _check_broadcast(op.__name__, a.shape, b.shape)
+        return op.apply(a, b)
+
+    def __add__(self, o): return self._binary(O.Add, o)
+    def __radd__(self, o): return self._binary(O.Add, o, True)
+    def __sub__(self, o): return self._binary(O.Sub, o)
+    def __rsub__(self, o): return self._binary(O.Sub, o, True)
+    def __mul__(self, o): return self._binary(O.Mul, o)
+    def __rmul__(self, o): return self._binary(O.Mul, o, True)
+    def __truediv__(self, o): return self._binary(O.Div, o)
+    def __rtruediv__(self, o): return self._binary(O.Div, o, True)
+    def __neg__(self): return O.Neg.apply(self)
+    def __matmul__(self, o): return self.matmul(o)
+    def __rmatmul__(self, o): return self._wrap(o).matmul(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, numbers.Number):
+            return O.PowScalar.apply(self, exponent=exponent)
+        return self._binary(O.Pow, exponent)
+
+    def __rpow__(self, base):
+        return self._binary(O.Pow, base, True)
+
+    # comparisons give boolean tensors without gradients
+    def _compare(self, fn, other):
+        other = other.data if isinstance(other, Tensor) else other
+        return Tensor._make(fn(self.data, other), False)
+
+    def __lt__(self, o): return self._compare(lambda a, b: a < b, o)
+    def __le__(self, o): return self._compare(lambda a, b: a <= b, o)
+    def __gt__(self, o): return self._compare(lambda a, b: a > b, o)
+    def __ge__(self, o): return self._compare(lambda a, b: a >= b, o)
+    def eq(self, o): return self._compare(lambda a, b: a == b, o)
+    def ne(self, o): return self._compare(lambda a, b: a != b, o)
+    __hash__ = object.__hash__
+
+    def matmul(self, other):
+        other = self._wrap(other)
+        a, b = self, other
+        if a.ndim == 0 or b.ndim == 0:
+            raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
+                             f"{a.shape} and {b.shape}")
+        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit: "
+                             f"{a.shape[-1]} (last dim of the first) != "
+                             f"{b.shape[-2 if b.ndim > 1 else 0]} (rows of the second)")
+        _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
+        squeeze = []
+        if a.ndim == 1:   # (n,) @ (..., n, m): promote to (1, n), drop the 1 afterwards
+            a = a.reshape(1, a.shape[0])
+            squeeze.append(-2)
+        if b.ndim == 1:   # (..., n) @ (n,): promote to (n, 1)
+            b = b.reshape(b.shape[0], 1)
+            squeeze.append(-1)
+        out = O.MatMul.apply(a, b)
+        for axis in sorted(squeeze):
+            out = out.squeeze(axis if len(squeeze) == 1 else -1)
+        return out
+
+    # ------------------------------------------------------------------ elementwise
+    def exp(self): return O.Exp.apply(self)
+    def log(self): return O.Log.apply(self)
+    def sqrt(self): return O.Sqrt.apply(self)
+    def tanh(self): return O.Tanh.apply(self)
+    def sigmoid(self): return O.Sigmoid.apply(self)
+    def erf(self): return O.Erf.apply(self)
+    def relu(self): return O.Relu.apply(self)
+    def abs(self): return O.Abs.apply(self)
+    __abs__ = abs
+
+    def maximum(self, other):
+        return self._binary(O.Maximum, other)
+
+    def minimum(self, other):
+        return -((-self).maximum(-self._wrap(other)))
+
+    def clip(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clip: at least one of min and max must be given")
+        return O.Clip.apply(self, lo=min, hi=max)
+
+    clamp = clip
+
+    def masked_fill(self, mask, value):
+        """Where ``mask`` is True, use ``value``; elsewhere keep self."""
+        mask = mask.data if isinstance(mask, Tensor) else mask
+        if mask.dtype != bool:
+            raise DTypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
+        _check_broadcast("masked_fill", self.shape, tuple(mask.shape))
+        return where(Tensor._make(mask, False), self._wrap(value), self)
+
+    # ------------------------------------------------------------------ reductions
+    def _axes(self, name, dim, axis):
+        dim = axis if dim is None else dim
+        if dim is None:
+            return None
+        dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+        for d in dims:
+            if not -self.ndim <= d < max(self.ndim, 1):
+                raise ShapeError(f"{name}: dim {d} is out of range for a tensor of shape "
+                                 f"{self.shape}")
+        return tuple(d % max(self.ndim, 1) for d in dims)
+
+    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return O.Sum.apply(self, axis=self._axes("sum", dim, axis),
+                           keepdims=bool(keepdim or keepdims))
+
+    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return O.Mean.apply(self, axis=self._axes("mean", dim, axis),
+                            keepdims=bool(keepdim or keepdims))
+
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return O.Max.apply(self, axis=self._axes("max", dim, axis),
+                           keepdims=bool(keepdim or keepdims))
+
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        return O.Min.apply(self, axis=self._axes("min", dim, axis),
+                           keepdims=bool(keepdim or keepdims))
+
+    def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
+            keepdims=None):
+        """Variance; correction=1 (the default, as in torch) divides by n - 1."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        return O.Var.apply(self, axis=self._axes("var", dim, axis),
+                           keepdims=bool(keepdim or keepdims), correction=correction)
+
+    def std(self, dim=None, keepdim=False, *, correction=1):
+        return self.var(dim, keepdim, correction=correction).sqrt()
+
+    def argmax(self, dim=None, keepdim=False):
+        """Indices of the maxima (int64, no gradient)."""
+        out = self.data.argmax(axis=dim)
+        if keepdim and dim is not None:
+            out = backend.get_array_module(out).expand_dims(out, dim)
+        return Tensor._make(out.astype(np.int64), False)
+
+    def argmin(self, dim=None, keepdim=False):
+        return (-self.detach()).argmax(dim, keepdim)
+
+    # ------------------------------------------------------------------ shapes
+    def reshape(self, *shape):
+        shape = _shape_arg(shape)
+        size = int(np.prod([s for s in shape if s != -1])) if shape else 1
+        if (-1 not in shape and size != self.numel()) or (
+                -1 in shape and (size == 0 or self.numel() % size)):
+            raise ShapeError(f"reshape: cannot reshape a tensor of shape {self.shape} "
+                             f"({self.numel()} elements) to {shape}")
+        if tuple(shape) == self.shape:
+            return self
+        return O.Reshape.apply(self, shape=tuple(shape))
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        end = end_dim % self.ndim if self.ndim else 0
+        return self.reshape(self.shape[:start_dim] + (-1,) + self.shape[end + 1:])
+
+    def permute(self, *dims):
+        dims = _shape_arg(dims)
+        if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
+            raise ShapeError(f"permute: {dims} is not a permutation of the {self.ndim} dims "
+                             f"of shape {self.shape}")
+        return O.Permute.apply(self, axes=tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0=-2, dim1=-1):
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return self.permute(*axes)
+
+    def expand(self, *shape):
+        shape = _shape_arg(shape)
+        lead = len(shape) - self.ndim
+        full = tuple(s if s != -1 else self.shape[i - lead] for i, s in enumerate(shape))
+        _check_broadcast("expand", self.shape, full, target=full)
+        return O.Expand.apply(self, shape=full)
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        dim = dim % self.ndim
+        if self.shape[dim] != 1:
+            return self
+        return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
+
+    def unsqueeze(self, dim):
+        dim = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
+
+    def split(self, split_size, dim=0):
+        """Pieces of ``split_size`` along dim (or of the sizes in a list), like torch."""
+        n = self.shape[dim]
+        sizes = ([split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+                 if isinstance(split_size, numbers.Integral) else list(split_size))
+        if sum(sizes) != n:
+            raise ShapeError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
+        out, start = [], 0
+        index = [slice(None)] * self.ndim
+        for s in sizes:
+            index[dim] = slice(start, start + s)
+            out.append(self[tuple(index)])
+            start += s
+        return tuple(out)
+
+    def chunk(self, chunks, dim=0):
+        return self.split(-(-self.shape[dim] // chunks), dim)
+
+    def contiguous(self):
+        return self
+
+    def __getitem__(self, index):
+        index = _index_arg(index)
+        return O.GetItem.apply(self, index=index)
+
+    def __setitem__(self, index, value):
+        raise GraphError("tensors do not support item assignment (it would break the graph); "
+                         "use where()/masked_fill(), or write to .data outside autograd")
+
+    # in-place helpers for initialisation and optimizers (outside autograd)
+    def zero_(self):
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self.data[...] = value
+        return self
+
+    def copy_(self, other):
+        src = other.data if isinstance(other, Tensor) else other
+        self.data[...] = backend.to_device(src, self.device)
+        return self
+
+
+class _HookHandle:
+    def __init__(self, hooks, fn):
+        self.hooks, self.fn = hooks, fn
+
+    def remove(self):
+        if self.fn in self.hooks:
+            self.hooks.remove(self.fn)
+
+
+@autograd.register
+class _Cast(autograd.Function):
+    # a dtype change between float types: the gradient is cast back
+    def forward(self, x, dtype):
+        self.dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return g.astype(self.dtype)
+
+
+@autograd.register
+class _ToDevice(autograd.Function):
+    # a device move: the gradient moves back
+    def forward(self, x, device):
+        self.src = backend.device_of(x)
+        return backend.to_device(x, device)
+
+    def backward(self, g):
+        return backend.to_device(g, self.src)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _is_array(x):
+    return isinstance(x, np.ndarray) or backend.device_of(x) == "cuda"
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _check_broadcast(op, a, b, target=None):
+    """Raise a ShapeError naming the op and both shapes when they cannot broadcast."""
+    for x, y in zip(reversed(a), reversed(b)):
+        if x != y and x != 1 and (y != 1 or target is not None):
+            raise ShapeError(f"{op}: shapes {a} and {b} cannot be broadcast together "
+                             f"(sizes {x} and {y} differ and neither is 1)")
+
+
+def _index_arg(index):
+    """Validate an index: slices, ints, None, Ellipsis and integer/bool arrays."""
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    for i in items:
+        if isinstance(i, Tensor):
+            i = i.data
+        elif isinstance(i, list):
+            i = np.asarray(i)
+        if hasattr(i, "dtype") and getattr(i, "ndim", 0) >= 0 and not isinstance(
+                i, numbers.Number):
+            if i.dtype.kind not in "iub":
+                raise DTypeError(f"index: index arrays must be integers or booleans, got "
+                                 f"dtype {i.dtype}")
+        out.append(i)
+    return tuple(out) if isinstance(index, tuple) else out[0]
+
+
+def where(condition, a, b):
+    """Elementwise ``a if condition else b``; gradients flow to a and b only."""
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    ref = a if isinstance(a, Tensor) else b
+    if not isinstance(ref, Tensor):
+        ref = Tensor(a)
+    a, b = ref._wrap(a), ref._wrap(b)
+    if a.dtype != b.dtype:
+        dtype = np.result_type(a.dtype, b.dtype)
+        a, b = a.astype(dtype), b.astype(dtype)
+    return O.Where.apply(a, b, condition=cond)
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    ref = tensors[0]
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(
+                s != r for j, (s, r) in enumerate(zip(t.shape, ref.shape)) if j != dim % ref.ndim):
+            raise ShapeError(f"cat: tensor {i} has shape {t.shape}, which does not match "
+                             f"tensor 0's shape {ref.shape} outside dim {dim}")
+    return O.Cat.apply(*tensors, axis=dim % ref.ndim)
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
+                             f"{tensors[0].shape} like tensor 0")
+    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)

@@ -1,0 +1,301 @@
+"""One spec per op in minigrad.OPS: how to draw its inputs, how to call it, and a
+NumPy reference for its forward. test_ops.py checks every op against its spec and
+fails for any registered op that has none."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import numpy as np
+
+import minigrad.functional as F
+from minigrad import fused as FU
+from minigrad import ops as O
+from minigrad.tensor import _Cast, _ToDevice
+
+F64 = np.float64
+
+
+@dataclass
+class Spec:
+    draw: Callable      # draw(data) -> (list of float64 input arrays, dict of constants)
+    call: Callable      # call(*tensors, **consts) -> Tensor (the minigrad op)
+    ref: Callable       # ref(*arrays, **consts) -> np.ndarray (independent NumPy forward)
+
+
+def floats(lo, hi):
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False, width=64)
+
+
+def away_from_zero(lo=0.1, hi=2.0):
+    """Values with |x| in [lo, hi]: keeps kinks (relu, abs) out of finite differences."""
+    return st.tuples(floats(lo, hi), st.booleans()).map(lambda t: t[0] if t[1] else -t[0])
+
+
+def arr(data, shape, elements=None):
+    return data.draw(hnp.arrays(F64, shape, elements=floats(-2, 2) if elements is None else elements))
+
+
+def shapes(data, n=1, min_dims=0, max_dims=3):
+    """n mutually broadcastable shapes (size-1 dims included)."""
+    if n == 1:
+        return (data.draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1,
+                                           max_side=4)),)
+    return data.draw(hnp.mutually_broadcastable_shapes(num_shapes=n, min_dims=min_dims,
+                                                       max_dims=max_dims, min_side=1,
+                                                       max_side=4)).input_shapes
+
+
+def unary(elements=None):
+    def draw(data):
+        (s,) = shapes(data)
+        return [arr(data, s, elements)], {}
+    return draw
+
+
+def binary(el_a=None, el_b=None):
+    def draw(data):
+        sa, sb = shapes(data, 2)
+        return [arr(data, sa, el_a), arr(data, sb, el_b)], {}
+    return draw
+
+
+def reduction(unique=False, correction=False):
+    def draw(data):
+        (s,) = shapes(data, min_dims=1)
+        if unique:   # ties have no derivative; a 0.1 grid with distinct values has none
+            x = data.draw(hnp.arrays(F64, s, unique=True,
+                                     elements=st.integers(-200, 200).map(lambda i: i / 10)))
+        else:
+            x = arr(data, s)
+        axis = data.draw(st.one_of(st.none(), st.lists(st.integers(0, len(s) - 1), min_size=1,
+                                                       max_size=len(s), unique=True).map(tuple)))
+        consts = {"axis": axis, "keepdims": data.draw(st.booleans())}
+        if correction:
+            n = x.size if axis is None else int(np.prod([s[a] for a in axis]))
+            consts["correction"] = data.draw(st.sampled_from([0, 1])) if n > 1 else 0
+        return [x], consts
+    return draw
+
+
+def _reshape(data):
+    (s,) = shapes(data)
+    x = arr(data, s)
+    target = data.draw(st.sampled_from([(-1,), tuple(reversed(s)), (1, x.size), (x.size, 1)]))
+    return [x], {"shape": target}
+
+
+def _permute(data):
+    (s,) = shapes(data, min_dims=1)
+    return [arr(data, s)], {"axes": tuple(data.draw(st.permutations(range(len(s)))))}
+
+
+def _expand(data):
+    (s,) = shapes(data)
+    lead = data.draw(st.lists(st.integers(1, 3), max_size=2))
+    target = tuple(lead) + tuple(data.draw(st.integers(1, 3)) if n == 1 else n for n in s)
+    return [arr(data, s)], {"shape": target}
+
+
+def _getitem(data):
+    (s,) = shapes(data, min_dims=1)
+    x = arr(data, s)
+    kind = data.draw(st.sampled_from(["slice", "int", "array", "array2d"]))
+    if kind == "slice":
+        a = data.draw(st.integers(0, s[0] - 1))
+        index = (slice(a, None, data.draw(st.integers(1, 2))),)
+    elif kind == "int":
+        index = data.draw(st.integers(-s[0], s[0] - 1))
+    else:   # repeated indices must accumulate in backward (the embedding gradient)
+        ishape = (data.draw(st.integers(1, 6)),) if kind == "array" else (2, 3)
+        index = data.draw(hnp.arrays(np.int64, ishape, elements=st.integers(0, s[0] - 1)))
+    return [x], {"index": index}
+
+
+def _where(data):
+    sa, sb, sc = shapes(data, 3)
+    cond = data.draw(hnp.arrays(np.bool_, sc))
+    return [arr(data, sa), arr(data, sb)], {"condition": cond}
+
+
+def _cat(data):
+    (s,) = shapes(data, min_dims=1)
+    axis = data.draw(st.integers(0, len(s) - 1))
+    parts = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        shape = list(s)
+        shape[axis] = data.draw(st.integers(1, 3))
+        parts.append(arr(data, tuple(shape)))
+    return parts, {"axis": axis}
+
+
+def _matmul(data):
+    b1, b2 = shapes(data, 2, max_dims=2)
+    n, k, m = (data.draw(st.integers(1, 4)) for _ in range(3))
+    return [arr(data, b1 + (n, k)), arr(data, b2 + (k, m))], {}
+
+
+def _clip(data):
+    (s,) = shapes(data)
+    # values kept 0.05 away from the bounds -0.5 and 0.5, where clip has a kink
+    el = st.one_of(floats(-2, -0.55), floats(-0.45, 0.45), floats(0.55, 2))
+    lo, hi = data.draw(st.sampled_from([(-0.5, 0.5), (None, 0.5), (-0.5, None)]))
+    return [arr(data, s, el)], {"lo": lo, "hi": hi}
+
+
+def _maximum(data):
+    sa, sb = shapes(data, 2)
+    grid = st.integers(-20, 20).map(lambda i: i / 10)
+    a = arr(data, sa, grid)
+    b = arr(data, sb, grid) + 0.05     # never equal to a: ties have no derivative
+    return [a, b], {}
+
+
+def _pow_scalar(data):
+    (s,) = shapes(data)
+    return [arr(data, s, floats(0.5, 2))], {"exponent": data.draw(
+        st.sampled_from([2, 3, -1, 0.5, 1.5, -2.5]))}
+
+
+def _softmax_like(data):
+    (s,) = shapes(data, min_dims=1)
+    return [arr(data, s, floats(-5, 5))], {"axis": data.draw(st.integers(0, len(s) - 1))}
+
+
+def _cross_entropy(data):
+    n, c = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    targets = data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1)))
+    if n > 1 and data.draw(st.booleans()):
+        targets[data.draw(st.integers(0, n - 1))] = -100     # one ignored row
+    return [arr(data, (n, c), floats(-5, 5))], {"targets": targets, "ignore_index": -100}
+
+
+def _ref_cross_entropy(z, targets, ignore_index):
+    keep = targets != ignore_index
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return np.array(-logp[np.arange(len(z))[keep], targets[keep]].mean())
+
+
+def _layer_norm(data):
+    (s,) = shapes(data, min_dims=1)
+    c = s[-1] if s[-1] > 1 else 2
+    s = s[:-1] + (c,)
+    return [arr(data, s), arr(data, (c,)), arr(data, (c,))], {"eps": 1e-5}
+
+
+def _ref_layer_norm(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(x.var(-1, keepdims=True) + eps) * w + b
+
+
+def _dropout(data):
+    (s,) = shapes(data)
+    keep = data.draw(hnp.arrays(np.bool_, s))
+    return [arr(data, s)], {"mask": keep / 0.75}
+
+
+def _linear(data):
+    (lead,) = shapes(data, max_dims=2)
+    i, o = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    ins = [arr(data, lead + (i,)), arr(data, (o, i))]
+    if data.draw(st.booleans()):
+        ins.append(arr(data, (o,)))
+    return ins, {}
+
+
+def _ref_linear(x, w, b=None):
+    return x @ w.T + (0 if b is None else b)
+
+
+def _attention(data):
+    (batch,) = shapes(data, max_dims=2)
+    tk = data.draw(st.integers(1, 4))
+    tq = data.draw(st.integers(1, tk))
+    hs, hv = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    consts = {"causal": data.draw(st.booleans()), "scale": None, "dropout_mask": None}
+    if data.draw(st.booleans()):
+        consts["dropout_mask"] = data.draw(hnp.arrays(np.bool_, batch + (tq, tk))) / 0.5
+    return [arr(data, batch + (tq, hs)), arr(data, batch + (tk, hs)),
+            arr(data, batch + (tk, hv))], consts
+
+
+def _ref_attention(q, k, v, causal, scale, dropout_mask):
+    s = q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1])
+    tq, tk = s.shape[-2:]
+    if causal:
+        i, j = np.indices((tq, tk))
+        s = np.where(j <= i + tk - tq, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
+    if dropout_mask is not None:
+        p = p * dropout_mask
+    return p @ v
+
+
+_erf = np.vectorize(math.erf)
+
+
+def _reduce_ref(fn):
+    return lambda x, axis, keepdims: np.asarray(fn(x, axis=axis, keepdims=keepdims))
+
+
+def _var_ref(x, axis, keepdims, correction):
+    return np.asarray(np.var(x, axis=axis, keepdims=keepdims, ddof=correction))
+
+
+SPECS = {
+    "Add": Spec(binary(), O.Add.apply, np.add),
+    "Sub": Spec(binary(), O.Sub.apply, np.subtract),
+    "Mul": Spec(binary(), O.Mul.apply, np.multiply),
+    "Div": Spec(binary(el_b=away_from_zero(0.5, 2)), O.Div.apply, np.divide),
+    "Pow": Spec(binary(floats(0.5, 2), floats(-2, 2)), O.Pow.apply, np.power),
+    "Maximum": Spec(_maximum, O.Maximum.apply, np.maximum),
+    "PowScalar": Spec(_pow_scalar, O.PowScalar.apply, lambda x, exponent: x ** exponent),
+    "Neg": Spec(unary(), O.Neg.apply, np.negative),
+    "Exp": Spec(unary(), O.Exp.apply, np.exp),
+    "Log": Spec(unary(floats(0.1, 3)), O.Log.apply, np.log),
+    "Sqrt": Spec(unary(floats(0.1, 3)), O.Sqrt.apply, np.sqrt),
+    "Tanh": Spec(unary(), O.Tanh.apply, np.tanh),
+    "Erf": Spec(unary(), O.Erf.apply, _erf),
+    "Sigmoid": Spec(unary(floats(-6, 6)), O.Sigmoid.apply, lambda x: 1 / (1 + np.exp(-x))),
+    "Relu": Spec(unary(away_from_zero()), O.Relu.apply, lambda x: np.maximum(x, 0)),
+    "Abs": Spec(unary(away_from_zero()), O.Abs.apply, np.abs),
+    "Clip": Spec(_clip, O.Clip.apply, lambda x, lo, hi: np.clip(x, lo, hi)),
+    "Sum": Spec(reduction(), O.Sum.apply, _reduce_ref(np.sum)),
+    "Mean": Spec(reduction(), O.Mean.apply, _reduce_ref(np.mean)),
+    "Max": Spec(reduction(unique=True), O.Max.apply, _reduce_ref(np.max)),
+    "Min": Spec(reduction(unique=True), O.Min.apply, _reduce_ref(np.min)),
+    "Var": Spec(reduction(correction=True), O.Var.apply, _var_ref),
+    "Reshape": Spec(_reshape, O.Reshape.apply, lambda x, shape: x.reshape(shape)),
+    "Permute": Spec(_permute, O.Permute.apply, lambda x, axes: x.transpose(axes)),
+    "Expand": Spec(_expand, O.Expand.apply, lambda x, shape: np.broadcast_to(x, shape)),
+    "GetItem": Spec(_getitem, O.GetItem.apply, lambda x, index: x[index]),
+    "Where": Spec(_where, O.Where.apply, lambda a, b, condition: np.where(condition, a, b)),
+    "Cat": Spec(_cat, O.Cat.apply, lambda *xs, axis: np.concatenate(xs, axis=axis)),
+    "MatMul": Spec(_matmul, O.MatMul.apply, np.matmul),
+    "_Cast": Spec(lambda d: (unary()(d)[0], {"dtype": np.float64}), _Cast.apply,
+                  lambda x, dtype: x.astype(dtype)),
+    "_ToDevice": Spec(lambda d: (unary()(d)[0], {"device": "cpu"}), _ToDevice.apply,
+                      lambda x, device: x),
+    "Softmax": Spec(_softmax_like, FU.Softmax.apply,
+                    lambda x, axis: np.exp(x) / np.exp(x).sum(axis, keepdims=True)),
+    "LogSoftmax": Spec(_softmax_like, FU.LogSoftmax.apply,
+                       lambda x, axis: x - np.log(np.exp(x).sum(axis, keepdims=True))),
+    "CrossEntropy": Spec(_cross_entropy, FU.CrossEntropy.apply, _ref_cross_entropy),
+    "LayerNorm": Spec(_layer_norm, FU.LayerNorm.apply, _ref_layer_norm),
+    "GeluTanh": Spec(unary(floats(-4, 4)), FU.GeluTanh.apply, lambda x: 0.5 * x * (
+        1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))),
+    "GeluExact": Spec(unary(floats(-4, 4)), FU.GeluExact.apply,
+                      lambda x: x * 0.5 * (1 + _erf(x / math.sqrt(2)))),
+    "Dropout": Spec(_dropout, FU.Dropout.apply, lambda x, mask: x * mask),
+    "Linear": Spec(_linear, FU.Linear.apply, _ref_linear),
+    "Attention": Spec(_attention, FU.Attention.apply, _ref_attention),
+}
+
+# Composite (primitive-built) functions compared with their fused twins.
+COMPOSITES = ["softmax", "log_softmax", "cross_entropy", "gelu", "gelu_tanh", "layer_norm",
+              "linear", "attention"]
+_ = F  # the functional module is exercised in test_functional.py
