@@ -1,0 +1,78 @@
+"""Backends: CuPy is imported in backend.py only; devices; mixed-device errors."""
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import backend
+from minigrad.errors import DeviceError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cupy_is_imported_in_backend_only():
+    offenders = []
+    for path in sorted((ROOT / "minigrad").rglob("*.py")) + sorted((ROOT / "minigpt").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            if any(n.split(".")[0] in ("cupy", "cupyx") for n in names):
+                offenders.append(path.relative_to(ROOT).as_posix())
+    assert set(offenders) <= {"minigrad/backend.py"}, offenders
+
+
+def test_cpu_device_and_bad_device_names():
+    assert mg.zeros(2).device == "cpu"
+    with pytest.raises(ValueError, match=r"device: expected one of \('cpu', 'cuda'\), got 'tpu'"):
+        mg.zeros(2, device="tpu")
+
+
+@pytest.mark.skipif(backend.cuda_is_available(), reason="only without a GPU")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="device='cuda' was requested but CuPy or a GPU"):
+        mg.zeros(2, device="cuda")
+
+
+def test_default_device_from_setting(monkeypatch):
+    monkeypatch.setattr(backend, "_default_device", None)
+    monkeypatch.setenv("MINIGRAD_DEVICE", "cpu")
+    assert mg.get_default_device() == "cpu"
+    mg.set_default_device("cpu")
+    monkeypatch.setenv("MINIGRAD_DEVICE", "gpu0")
+    monkeypatch.setattr(backend, "_default_device", None)
+    with pytest.raises(ValueError, match="MINIGRAD_DEVICE"):
+        mg.get_default_device()
+    monkeypatch.setattr(backend, "_default_device", "cpu")
+
+
+class _OtherDeviceArray(np.ndarray):
+    """A NumPy array that claims to live elsewhere, to test the mixed-device error."""
+
+
+def test_mixing_devices_names_op_and_devices(monkeypatch):
+    real = backend.device_of
+    monkeypatch.setattr(backend, "device_of",
+                        lambda a: "cuda" if isinstance(a, _OtherDeviceArray) else real(a))
+    a = mg.ones(3)
+    b = mg.Tensor._make(np.ones(3, dtype=np.float32).view(_OtherDeviceArray), False)
+    with pytest.raises(DeviceError, match=r"Add: expected all tensors on the same device, "
+                                          r"got cpu and cuda; move one with \.to"):
+        a + b
+
+
+@pytest.mark.cuda
+def test_cuda_round_trip_and_gradients():
+    x = mg.randn(3, 4, device="cuda", requires_grad=True)
+    assert x.device == "cuda" and isinstance(x.numpy(), np.ndarray)
+    (x * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy(), rtol=1e-6)
+    y = mg.randn(3, requires_grad=True)
+    y.to("cuda").sum().backward()
+    assert y.grad.device == "cpu"
+    with pytest.raises(DeviceError, match="cpu and cuda"):
+        mg.ones(2) + mg.ones(2, device="cuda")
