@@ -360,15 +360,14 @@ class Tokenizer:
             chunk_counts[b] = chunk_counts.get(b, 0) + c
         final: dict[bytes, tuple[int, ...]] = {}
         merges = train_merges(chunk_counts, num_merges, verbose=verbose, final=final)
-        if len(merges) < num_merges:
-            warnings.warn(f"train: the text has only enough pairs for {len(merges)} merges, "
-                          f"not {num_merges}; vocab_size is {256 + len(merges) + len(specials)}",
-                          stacklevel=2)
         if isinstance(special_tokens, Mapping):
             special_map = dict(special_tokens)
         else:
             special_map = {s: 256 + len(merges) + k for k, s in enumerate(specials)}
         tok = cls(merges, pattern, special_map)
+        if len(merges) < num_merges:
+            warnings.warn(f"train: the text has only enough pairs for {len(merges)} merges, "
+                          f"not {num_merges}; vocab_size is {tok.vocab_size}", stacklevel=2)
         # seed the chunk cache with what training already computed (most frequent first)
         for chunk, _ in counts.most_common(_CACHE_MAX // 2):
             tok._cache[chunk] = final[chunk.encode("utf-8")]
@@ -432,13 +431,19 @@ class Tokenizer:
         except KeyError:
             pass
         out: list[int] = []
-        get = cache.get
+        get, byte_ids, ranks, r2i = cache.get, self._byte_ids, self._ranks, self._rank_to_id
         for chunk in chunks:
             ids = get(chunk)
-            if ids is None:
+            if ids is None:  # (inlined _encode_chunk: this loop is the cold-cache hot spot)
                 if len(cache) >= _CACHE_MAX:
                     cache.clear()
-                ids = cache[chunk] = self._encode_chunk(chunk)
+                b = chunk.encode("utf-8", "surrogateescape")
+                if len(b) == 1 and byte_ids is None:
+                    ids = (b[0],)
+                else:
+                    ids = list(b) if byte_ids is None else [byte_ids[x] for x in b]
+                    ids = tuple((_bpe_short if len(ids) <= _LONG_CHUNK else _bpe_long)(ids, ranks, r2i))
+                cache[chunk] = ids
             out += ids
         return out
 
@@ -665,8 +670,11 @@ class CharTokenizer:
     ([1, 3, 2, 0], 4)
     """
 
-    special_tokens: dict[str, int] = {}
-    eot_token = None
+    eot_token = None  # no special tokens in a character vocabulary
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return {}
 
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)
