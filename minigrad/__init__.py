@@ -13,6 +13,8 @@ from .creation import (arange, empty, full, full_like, ones, ones_like, rand, ra
                        randn_like, tensor, zeros, zeros_like)
 from .gradcheck import GradcheckResult, gradcheck
 from .tensor import Tensor, cat, stack, where
+from . import nn, optim, viz  # noqa: E402  (they import the names above)
+from .serialization import load, save  # noqa: E402
 
 float32 = "float32"
 float64 = "float64"
@@ -23,5 +25,5 @@ __all__ = [
     "zeros_like", "ones_like", "full_like", "randn_like", "cat", "stack", "where", "no_grad",
     "enable_grad", "is_grad_enabled", "detect_anomaly", "stage", "gradcheck", "GradcheckResult",
     "manual_seed", "set_default_device", "get_default_device", "cuda_is_available", "OPS",
-    "Function", "functional", "composite",
+    "Function", "functional", "composite", "nn", "optim", "viz", "save", "load",
 ]

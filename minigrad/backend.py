@@ -164,6 +164,37 @@ def scatter_add(target, index, values) -> None:
         np.add.at(target, index, values)
 
 
+def index_add_rows(target, index, values) -> None:
+    """``target[index] += values`` for a 1-D or N-D integer ``index`` into axis 0, with
+    repeated rows accumulating: the embedding gradient. Sorting the rows and summing
+    each run with ``add.reduceat`` beats ``np.add.at`` several times on CPU."""
+    if _cupy is not None and isinstance(target, _cupy.ndarray):
+        scatter_add(target, index, values)
+        return
+    flat = index.reshape(-1)
+    rows = values.reshape((flat.size,) + target.shape[1:])
+    order = np.argsort(flat, kind="stable")
+    sorted_idx = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
+    target[sorted_idx[starts]] += np.add.reduceat(rows[order], starts, axis=0)
+
+
+def tanh(x):
+    """tanh as 1 - 2 / (1 + e^(2x)): NumPy's float32 exp is vectorised (AVX2), its
+    tanh is not, so this is ~2.5x faster on CPU; exact limits at +-inf (no NaN)."""
+    xp = get_array_module(x)
+    if xp is not np:
+        return xp.tanh(x)
+    with np.errstate(over="ignore"):
+        e = np.asarray(x * 2)       # a new array (0-d results come back as scalars)
+        np.exp(e, out=e)
+    e += 1
+    np.reciprocal(e, out=e)
+    e *= -2
+    e += 1
+    return e
+
+
 def erf(x):
     """The error function elementwise (exact GELU needs it; NumPy has none)."""
     if _cupy is not None and isinstance(x, _cupy.ndarray):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from .autograd import Function, register
-from .backend import erf
+from .backend import erf, tanh
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -103,15 +103,32 @@ class LayerNorm(Function):
 class GeluTanh(Function):
     # y = x/2 (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2's GELU)
     # dy/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    # (written with in-place updates: this op sees the widest activations, 4 x n_embd)
     def forward(self, x):
-        self.x = x
-        self.t = self.xp.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))
-        return 0.5 * x * (1 + self.t)
+        u = x * x
+        u *= 0.044715
+        u += 1
+        u *= x
+        u *= SQRT_2_OVER_PI                   # u = sqrt(2/pi) (x + 0.044715 x^3)
+        self.x, self.t = x, tanh(u)
+        y = self.t + 1
+        y *= x
+        y *= 0.5
+        return y
 
     def backward(self, g):
         x, t = self.x, self.t
-        du = SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+        d = x * x
+        d *= 3 * 0.044715
+        d += 1
+        d *= SQRT_2_OVER_PI                   # du/dx
+        d *= 1 - t * t                        # 1 - tanh^2 u
+        d *= x
+        d += t
+        d += 1
+        d *= 0.5
+        d *= g
+        return d
 
 
 @register

@@ -145,7 +145,8 @@ class Sqrt(Function):
 class Tanh(Function):
     # d tanh(x)/dx = 1 - tanh(x)^2
     def forward(self, x):
-        self.out = self.xp.tanh(x)
+        from .backend import tanh
+        self.out = tanh(x)
         return self.out
 
     def backward(self, g):
@@ -335,12 +336,15 @@ class GetItem(Function):
         return x[index]
 
     def backward(self, g):
-        from .backend import scatter_add
+        from .backend import index_add_rows, scatter_add
         grad = self.xp.zeros(self.shape, dtype=g.dtype)
-        if _is_basic_index(self.index):
-            grad[self.index] = g       # slices and ints never repeat
+        index = self.index
+        if _is_basic_index(index):
+            grad[index] = g            # slices and ints never repeat
+        elif hasattr(index, "dtype") and index.dtype.kind in "iu":
+            index_add_rows(grad, index, g)   # rows picked by ids: the embedding gradient
         else:
-            scatter_add(grad, self.index, g)
+            scatter_add(grad, index, g)
         return grad
 
 

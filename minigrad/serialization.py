@@ -14,9 +14,10 @@ then the raw little-endian data. The files are read and written by the
 * validation before parsing (the header length is checked against the file size
   first, so a corrupt length cannot make us allocate unbounded memory) and a
   CRC-32 of every tensor (name, dtype, shape, bytes) and of the metadata, stored
-  under the reserved metadata key ``__minigrad_crc32__``, so a truncated,
-  bit-flipped or foreign file raises ``SerializationError`` naming the file and the
-  problem. Files written by other tools (no checksum) still load.
+  under the reserved metadata key ``__minigrad_crc32__`` (next to a format marker
+  ``__minigrad_format__``, so damage to one key name is caught by the other), so a
+  truncated, bit-flipped or foreign file raises ``SerializationError`` naming the
+  file and the problem. Files written by other tools (neither key) still load.
 
 Optimizer state (nested dicts of arrays and numbers) is flattened to tensors named
 ``state.<param index>.<name>`` plus JSON metadata by ``optimizer_state_to_tensors``;
@@ -39,6 +40,8 @@ from . import backend
 from .errors import SerializationError
 
 CHECKSUM_KEY = "__minigrad_crc32__"
+FORMAT_KEY = "__minigrad_format__"   # a second marker: a damaged key name is still caught
+FORMAT = "minigrad-safetensors-1"
 _MAX_HEADER = 100 * 1024 * 1024   # the safetensors library's own limit on the header size
 _DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "U64": 8, "I32": 4,
                 "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "C64": 8,
@@ -59,7 +62,8 @@ def _to_host_array(key, value) -> np.ndarray:
                                  "safetensors cannot store (use a float, int or bool dtype)")
     if value.dtype.byteorder == ">":
         value = value.astype(value.dtype.newbyteorder("<"))   # the format is little-endian
-    return np.ascontiguousarray(value)      # safetensors reads the raw buffer
+    # safetensors reads the raw buffer (np.ascontiguousarray would turn 0-d into 1-d)
+    return value if value.flags.c_contiguous else value.copy(order="C")
 
 
 def _checksum(arrays: dict, metadata: dict) -> str:
@@ -120,8 +124,9 @@ def save(tensors: dict, path, metadata: dict[str, str] | None = None) -> None:
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"save: metadata must map str to str, got {k!r}: "
                             f"{type(v).__name__} (json.dumps non-string values)")
-    if CHECKSUM_KEY in metadata:
-        raise ValueError(f"save: metadata key {CHECKSUM_KEY!r} is reserved")
+    for key in (CHECKSUM_KEY, FORMAT_KEY):
+        if key in metadata:
+            raise ValueError(f"save: metadata key {key!r} is reserved")
     arrays = {}
     for key, value in tensors.items():
         if not isinstance(key, str):
@@ -129,6 +134,7 @@ def save(tensors: dict, path, metadata: dict[str, str] | None = None) -> None:
         arrays[key] = _to_host_array(key, value)
     header_meta = dict(metadata)
     header_meta[CHECKSUM_KEY] = _checksum(arrays, metadata)
+    header_meta[FORMAT_KEY] = FORMAT
     data = safetensors.numpy.save(arrays, metadata=header_meta)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"save: directory {str(path.parent)!r} does not exist")
@@ -207,8 +213,11 @@ def _read(path):
     except (safetensors.SafetensorError, KeyError, ValueError) as exc:
         raise SerializationError(f"{path}: corrupted or not a readable safetensors file: "
                                  f"{exc}") from None
-    del data
-    stored = metadata.pop(CHECKSUM_KEY, None)
+    stored, fmt = metadata.pop(CHECKSUM_KEY, None), metadata.pop(FORMAT_KEY, None)
+    if (stored is None) != (fmt is None) or (fmt is not None and fmt != FORMAT):
+        raise SerializationError(f"{path}: corrupted header: the metadata keys "
+                                 f"{CHECKSUM_KEY!r} and {FORMAT_KEY!r} must both be present "
+                                 f"(format {FORMAT!r}), got {stored!r} and {fmt!r}")
     if stored is not None:
         actual = _checksum(arrays, metadata)
         if actual != stored:
@@ -237,7 +246,7 @@ def load(path, device: str | None = None) -> dict:
     out = {}
     for key in list(arrays):
         arr = np.array(arrays.pop(key))      # own, writable memory (not the file buffer)
-        out[key] = Tensor(backend.to_device(arr, device))
+        out[key] = Tensor(backend.to_device(arr, device), dtype=arr.dtype)
     return out
 
 
@@ -252,6 +261,7 @@ def load_metadata(path) -> dict[str, str]:
         header = _parse_header(path, size, f.read(8), f.read)
     metadata = dict(header.get("__metadata__") or {})
     metadata.pop(CHECKSUM_KEY, None)
+    metadata.pop(FORMAT_KEY, None)
     return metadata
 
 
@@ -336,4 +346,4 @@ def load_optimizer_state(path) -> dict:
 
 __all__ = ["save", "load", "load_metadata", "load_arrays", "optimizer_state_to_tensors",
            "tensors_to_optimizer_state", "save_optimizer_state", "load_optimizer_state",
-           "CHECKSUM_KEY"]
+           "CHECKSUM_KEY", "FORMAT_KEY"]

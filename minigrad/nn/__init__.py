@@ -9,8 +9,8 @@
 from .. import functional
 from . import init, utils
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
-from .module import (IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter, Sequential,
-                     StateDictError)
+from .container import ModuleDict, ModuleList, Sequential
+from .module import IncompatibleKeys, Module, Parameter, StateDictError
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
            "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid", "Identity",

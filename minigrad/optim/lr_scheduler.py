@@ -90,7 +90,8 @@ class LRScheduler:
 
 
 class LambdaLR(LRScheduler):
-    """lr = base_lr * lr_lambda(step); one function, or one per group (torch.optim.lr_scheduler.LambdaLR)."""
+    """lr = base_lr * lr_lambda(step), with one function or one per group
+    (torch.optim.lr_scheduler.LambdaLR)."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch: int = -1):
         n = len(optimizer.param_groups)

@@ -2,7 +2,9 @@
 
 Every update works in place on the raw arrays (``p.data``, ``p.grad.data``) with
 the parameter's own array module ``xp`` (NumPy or CuPy), so the optimizer state
-is created on, and stays on, the parameters' device.
+is created on the parameters' device; if the model moves later (``model.to("cuda")``),
+each state array follows its parameter at the next ``step()``, and
+``load_state_dict`` puts loaded state on the parameters' device.
 
     opt = AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
     loss.backward(); opt.step(); opt.zero_grad()
@@ -24,6 +26,17 @@ _required = object()   # marks a hyperparameter that has no default ("lr" of a b
 
 def _is_array(x):
     return hasattr(x, "shape") and hasattr(x, "dtype") and not hasattr(x, "grad")
+
+
+def _follow_param(p, state):
+    """Keep the state on the parameter's device and dtype (after ``model.to("cuda")``)."""
+    device, dtype = backend.device_of(p.data), p.data.dtype
+    for name, value in state.items():
+        if _is_array(value) and value.ndim > 0:
+            if backend.device_of(value) != device:
+                value = state[name] = backend.to_device(value, device)
+            if value.dtype != dtype and value.dtype.kind == "f":
+                state[name] = value.astype(dtype)
 
 
 class Optimizer:
@@ -107,7 +120,12 @@ class Optimizer:
                     raise ShapeError(f"{type(self).__name__}.step: gradient of shape "
                                      f"{tuple(grad.shape)} for a parameter of shape "
                                      f"{tuple(p.data.shape)}")
-                self._update(p, grad, self.state.setdefault(p, {}), group)
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {}
+                elif state:
+                    _follow_param(p, state)
+                self._update(p, grad, state, group)
         return loss
 
     def _update(self, p, grad, state, group):  # pragma: no cover - abstract
@@ -118,7 +136,8 @@ class Optimizer:
         return [p for group in self.param_groups for p in group["params"]]
 
     def state_dict(self) -> dict:
-        """``{"state": {index: {name: array | number}}, "param_groups": [{..., "params": [indices]}]}``.
+        """``{"state": {index: {name: array | number}},
+        "param_groups": [{**hyperparameters, "params": [indices]}]}``.
 
         As in torch, the arrays are the live state (not copies): save or copy them
         before the next ``step()``. Indices count parameters across groups in order.
@@ -284,20 +303,23 @@ class Adam(Optimizer):
             else:
                 grad = grad + wd * p.data
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        tmp = xp.multiply(grad, 1 - beta1)    # the one scratch array of this update
         m *= beta1
-        m += (1 - beta1) * grad
+        m += tmp                              # m = beta1 m + (1 - beta1) g
+        xp.multiply(grad, grad, out=tmp)
+        tmp *= 1 - beta2
         v *= beta2
-        v += (1 - beta2) * (grad * grad)
+        v += tmp                              # v = beta2 v + (1 - beta2) g^2
         if group["amsgrad"]:
             vmax = state.setdefault("max_exp_avg_sq", xp.zeros_like(p.data))
             xp.maximum(vmax, v, out=vmax)
             v = vmax
         bias_correction1 = 1 - beta1 ** t
         bias_correction2 = 1 - beta2 ** t
-        denom = xp.sqrt(v)
+        denom = xp.sqrt(v, out=tmp)
         denom /= math.sqrt(bias_correction2)
-        denom += eps
-        xp.divide(m, denom, out=denom)        # denom now holds the update direction
+        denom += eps                          # sqrt(v) / sqrt(bc2) + eps
+        xp.divide(m, denom, out=denom)        # now the update direction m / denom
         denom *= lr / bias_correction1
         p.data -= denom
 
