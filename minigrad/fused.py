@@ -79,23 +79,32 @@ class LayerNorm(Function):
     # xhat = (x - mean) / sqrt(var + eps), y = xhat * w + b   (over the last axis)
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
     def forward(self, x, weight, bias, eps=1e-5):
-        mean = x.mean(axis=-1, keepdims=True)
-        centered = x - mean
-        var = (centered * centered).mean(axis=-1, keepdims=True)
-        self.rstd = 1.0 / self.xp.sqrt(var + eps)
-        self.xhat = centered * self.rstd
-        self.weight = weight
-        return self.xhat * weight + bias
+        xhat = x - x.mean(axis=-1, keepdims=True)
+        var = self.xp.einsum("...i,...i->...", xhat, xhat)[..., None]   # one pass, no temp
+        var /= x.shape[-1]
+        var += eps
+        self.rstd = 1.0 / self.xp.sqrt(var)
+        xhat *= self.rstd
+        self.xhat, self.weight = xhat, weight
+        y = xhat * weight
+        y += bias
+        return y
 
     def backward(self, g):
         xhat = self.xhat
-        gw = g * xhat if self.needs_grad[1] else None
-        gb = g if self.needs_grad[2] else None
+        n = xhat.shape[-1]
+        rows = g.reshape(-1, n)
+        gw = self.xp.einsum("ri,ri->i", rows, xhat.reshape(-1, n)) if self.needs_grad[1] else None
+        gb = rows.sum(axis=0) if self.needs_grad[2] else None
         if not self.needs_grad[0]:
             return None, gw, gb
-        gxhat = g * self.weight
-        gx = self.rstd * (gxhat - gxhat.mean(axis=-1, keepdims=True)
-                          - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True))
+        gx = g * self.weight                                           # dxhat
+        m2 = self.xp.einsum("...i,...i->...", gx, xhat)[..., None]     # sum(dxhat * xhat)
+        m2 /= n
+        m1 = gx.mean(axis=-1, keepdims=True)
+        gx -= m1
+        gx -= xhat * m2
+        gx *= self.rstd
         return gx, gw, gb
 
 
@@ -187,24 +196,28 @@ class Attention(Function):
     def forward(self, q, k, v, causal=True, scale=None, dropout_mask=None):
         xp = self.xp
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        s = (q @ xp.swapaxes(k, -1, -2)) * self.scale
+        s = q @ xp.swapaxes(k, -1, -2)                 # (..., Tq, Tk)
+        s *= self.scale
         if causal:
             tq, tk = q.shape[-2], k.shape[-2]
-            allowed = xp.tril(xp.ones((tq, tk), dtype=bool), k=tk - tq)
-            s = xp.where(allowed, s, -xp.inf)
-        self.p = _softmax(xp, s, -1).astype(q.dtype, copy=False)
-        self.mask = dropout_mask
-        pd = self.p if dropout_mask is None else self.p * dropout_mask
+            blocked = xp.triu(xp.ones((tq, tk), dtype=bool), k=tk - tq + 1)
+            xp.copyto(s, -xp.inf, where=blocked)       # in place: no masked copy
+        s -= s.max(axis=-1, keepdims=True)             # softmax, in place
+        xp.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        self.p, self.mask = s, dropout_mask
+        pd = s if dropout_mask is None else s * dropout_mask
         self.q, self.k, self.v, self.pd = q, k, v, pd
         return pd @ v
 
     def backward(self, g):
         xp = self.xp
         gv = xp.swapaxes(self.pd, -1, -2) @ g if self.needs_grad[2] else None
-        gp = g @ xp.swapaxes(self.v, -1, -2)
+        gs = g @ xp.swapaxes(self.v, -1, -2)           # d pd
         if self.mask is not None:
-            gp *= self.mask
-        gs = self.p * (gp - (gp * self.p).sum(axis=-1, keepdims=True))
+            gs *= self.mask                            # d p
+        gs -= xp.einsum("...ij,...ij->...i", gs, self.p)[..., None]
+        gs *= self.p                                   # d s = p (dp - sum(dp p))
         gs *= self.scale
         gq = gs @ self.k if self.needs_grad[0] else None
         gk = xp.swapaxes(gs, -1, -2) @ self.q if self.needs_grad[1] else None

@@ -1,0 +1,296 @@
+"""Speed and memory, measured side by side with PyTorch when it is installed.
+
+    minigpt bench                      # tiny, small and bpe configs on the CPU, + generation, tokenizer
+    minigpt bench --configs tiny --steps 30 --json bench.json
+    minigpt bench --device cuda        # the same on a GPU (CuPy vs PyTorch CUDA)
+
+Training: forward + backward + AdamW step on random batches, after warm-up; the two
+frameworks alternate in rounds so that machine drift hits both alike; the figure is
+the median ms/step. GFLOP/s counts 6 N + 12 L C T FLOPs per token (N parameters
+without the position table, L layers, C width, T context: PaLM's estimate, as in
+nanoGPT), and is also given as a fraction of this machine's float32 matmul peak,
+measured in the same run. Peak memory is the growth of the resident set during the
+steps over the process's size after imports, measured in a fresh process per
+framework (so neither pays for the other's libraries).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import backend, optim
+
+from .model import GPT, GPTConfig
+
+CONFIGS = {   # name: (model config, batch size), from issue 8
+    "tiny": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65), 32),
+    "small": (dict(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=65), 8),
+    "bpe": (dict(n_layer=4, n_head=4, n_embd=256, block_size=128, vocab_size=4096), 16),
+}
+
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def matmul_peak_gflops(device="cpu", n=1024, repeats=7) -> float:
+    """Best float32 GEMM rate of this machine, n x n x n, in GFLOP/s."""
+    xp = backend.xp_for(device)
+    a = xp.asarray(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        c = a @ a
+        backend.synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    del c
+    return 2 * n ** 3 / best / 1e9
+
+
+def minigrad_step(cfg: GPTConfig, lr=1e-3, weight_decay=0.1, device="cpu"):
+    mg.manual_seed(0)
+    model = GPT(cfg, device=device)
+    opt = optim.AdamW(optim.weight_decay_groups(model.named_parameters(), weight_decay), lr=lr)
+
+    def step(idx, targets):
+        _, loss = model(idx, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    return step, model
+
+
+def _batches(cfg, batch, n, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (batch, cfg.block_size)
+    return [(rng.integers(0, cfg.vocab_size, shape), rng.integers(0, cfg.vocab_size, shape))
+            for _ in range(n)]
+
+
+def time_training(name, steps=20, warmup=3, rounds=4, device="cpu", use_torch=True) -> dict:
+    """Median ms/step of minigrad (and PyTorch), alternating in rounds."""
+    params, batch = CONFIGS[name]
+    cfg = GPTConfig(**params)
+    ours, model = minigrad_step(cfg, device=device)
+    steppers = {"minigrad": ours}
+    if use_torch:
+        from .bench_torch import make_step
+        steppers["torch"] = make_step(cfg, device=device,
+                                      threads=None if device != "cpu" else os.cpu_count())
+    batches = _batches(cfg, batch, 8)
+    times = {k: [] for k in steppers}
+    for k, fn in steppers.items():
+        for i in range(warmup):
+            fn(*batches[i % len(batches)])
+    per_round = max(1, steps // rounds)
+    for r in range(rounds):
+        for k, fn in steppers.items():
+            for i in range(per_round):
+                idx, tg = batches[(r * per_round + i) % len(batches)]
+                t = time.perf_counter()
+                fn(idx, tg)
+                times[k].append(time.perf_counter() - t)
+    tokens = batch * cfg.block_size
+    flops = model.flops_per_token(training=True) * tokens
+    out = {"config": name, "batch": batch, "tokens_per_step": tokens, "flops_per_step": flops}
+    for k, ts in times.items():
+        ms = float(np.median(ts) * 1000)
+        out[k] = {"ms_per_step": round(ms, 2), "tokens_per_s": round(tokens / ms * 1000, 1),
+                  "gflops": round(flops / ms / 1e6, 2)}
+    if "torch" in out:
+        out["ratio_tokens_per_s"] = round(out["minigrad"]["tokens_per_s"]
+                                          / out["torch"]["tokens_per_s"], 3)
+    return out
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def memory_probe(framework: str, name: str, steps: int = 3) -> dict:
+    """Run in a fresh process: peak resident-set growth over the post-import baseline."""
+    params, batch = CONFIGS[name]
+    cfg = GPTConfig(**params)
+    if framework == "torch":
+        import torch  # noqa: F401  (imported before the baseline)
+        from .bench_torch import make_step
+        base = _rss_bytes()
+        step = make_step(cfg, threads=os.cpu_count())
+    else:
+        base = _rss_bytes()
+        step, _ = minigrad_step(cfg)
+    for idx, tg in _batches(cfg, batch, steps):
+        step(idx, tg)
+    return {"framework": framework, "config": name, "peak_mb": round(
+        (_peak_rss_bytes() - base) / 2 ** 20, 1)}
+
+
+def peak_memory(name: str, use_torch=True) -> dict:
+    out = {}
+    for fw in ["minigrad"] + (["torch"] if use_torch else []):
+        proc = subprocess.run([sys.executable, "-m", "minigpt.bench", "--memory-probe", fw, name],
+                              capture_output=True, text=True, check=True)
+        out[fw] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mb"]
+    return out
+
+
+def time_generation(name="small", lengths=(16, 64, 128, 256), repeats=5, device="cpu") -> dict:
+    """Cost of one new token at growing context lengths, with and without the KV cache,
+    and the time to generate block_size tokens both ways."""
+    from .model import KVCache
+    params, _ = CONFIGS[name]
+    cfg = GPTConfig(**params)
+    mg.manual_seed(0)
+    model = GPT(cfg, device=device).eval()
+    rng = np.random.default_rng(0)
+    per_token = {"cached_ms": {}, "uncached_ms": {}}
+    with mg.no_grad():
+        for n in lengths:
+            ids = rng.integers(0, cfg.vocab_size, (1, n))
+            cached, plain = [], []
+            for _ in range(repeats):
+                cache = KVCache(cfg, 1, model.transformer.wte.weight.dtype, model.device)
+                model(ids[:, :-1], cache=cache)
+                t = time.perf_counter()
+                model(ids[:, -1:], cache=cache)                 # the n-th token, cached
+                backend.synchronize(device)
+                cached.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                model(ids)                                       # the n-th token, no cache
+                backend.synchronize(device)
+                plain.append(time.perf_counter() - t)
+            per_token["cached_ms"][n] = round(float(np.median(cached)) * 1000, 3)
+            per_token["uncached_ms"][n] = round(float(np.median(plain)) * 1000, 3)
+    total = {}
+    prompt = np.zeros((1, 1), dtype=np.int64)
+    for use_cache in (True, False):
+        t = time.perf_counter()
+        model.generate(prompt, cfg.block_size - 1, temperature=0, use_cache=use_cache)
+        total["cached_s" if use_cache else "uncached_s"] = round(time.perf_counter() - t, 3)
+    first, last = min(lengths), max(lengths)
+    return {"config": name, "per_token": per_token, "generate": total,
+            "cached_last_over_first": round(per_token["cached_ms"][last]
+                                            / per_token["cached_ms"][first], 2),
+            "uncached_last_over_first": round(per_token["uncached_ms"][last]
+                                              / per_token["uncached_ms"][first], 2),
+            "cache_speedup": round(total["uncached_s"] / total["cached_s"], 2),
+            "tokens_per_s_cached": round((cfg.block_size - 1) / total["cached_s"], 1)}
+
+
+def tokenizer_figures() -> dict:
+    from .bench_tokenizer import DEFAULT_DATA, bench
+    from .corpus import builtin_corpus
+    text = DEFAULT_DATA.read_text(encoding="utf-8") if DEFAULT_DATA.is_file() else builtin_corpus()
+    return bench(text, [512, 1024, 4096], "gpt4", repeats=3)
+
+
+def print_report(res: dict) -> None:
+    print(f"machine: {res['machine']}, float32 matmul peak {res['matmul_peak_gflops']:.1f} "
+          f"GFLOP/s, device {res['device']}")
+    print(f"{'config':<7} {'framework':<9} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>8} "
+          f"{'% peak':>7} {'peak MB':>8}")
+    for r in res["training"]:
+        for fw in ("minigrad", "torch"):
+            if fw not in r:
+                continue
+            f = r[fw]
+            mem = res.get("memory", {}).get(r["config"], {}).get(fw, "")
+            print(f"{r['config']:<7} {fw:<9} {f['ms_per_step']:>9.1f} {f['tokens_per_s']:>10.0f} "
+                  f"{f['gflops']:>8.1f} {100 * f['gflops'] / res['matmul_peak_gflops']:>6.1f}% "
+                  f"{mem:>8}")
+        if "ratio_tokens_per_s" in r:
+            print(f"{r['config']:<7} minigrad/torch tokens/s ratio: {r['ratio_tokens_per_s']:.2f}")
+    g = res.get("generation")
+    if g:
+        print(f"generation ({g['config']}): ms per new token at context "
+              + ", ".join(f"{n}: {g['per_token']['cached_ms'][n]} cached / "
+                          f"{g['per_token']['uncached_ms'][n]} uncached"
+                          for n in g["per_token"]["cached_ms"]))
+        print(f"  256th/16th token cost: cached {g['cached_last_over_first']}x, uncached "
+              f"{g['uncached_last_over_first']}x; {len(g['per_token']['cached_ms']) and ''}"
+              f"generating {GPTConfig(**CONFIGS[g['config']][0]).block_size - 1} tokens: "
+              f"{g['generate']['cached_s']} s cached vs {g['generate']['uncached_s']} s "
+              f"uncached ({g['cache_speedup']}x)")
+    t = res.get("tokenizer")
+    if t:
+        print(f"tokenizer: train s {t.get('train_s')}; " + ", ".join(
+            f"{k} {v}" for k, v in t.items() if "mb_s" in k or "ratio" in k))
+
+
+def run(configs, steps, device, use_torch, generation, tokenizer, memory) -> dict:
+    res = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
+                      f"{platform.python_version()}, NumPy {np.__version__}",
+           "device": device, "matmul_peak_gflops": round(matmul_peak_gflops(device), 1),
+           "training": []}
+    if use_torch:
+        import torch
+        res["torch"] = torch.__version__
+    for name in configs:
+        res["training"].append(time_training(name, steps=steps, device=device,
+                                             use_torch=use_torch))
+    if memory and device == "cpu" and sys.platform.startswith("linux"):
+        res["memory"] = {name: peak_memory(name, use_torch) for name in configs}
+    if generation:
+        res["generation"] = time_generation(device=device)
+    if tokenizer:
+        res["tokenizer"] = tokenizer_figures()
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="minigpt bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="tiny,small,bpe",
+                   help="comma-separated from " + ", ".join(CONFIGS))
+    p.add_argument("--steps", type=int, default=20, help="timed steps per framework")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--no-generation", action="store_true")
+    p.add_argument("--no-tokenizer", action="store_true")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "CONFIG"),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(*args.memory_probe)))
+        return 0
+    configs = [c for c in args.configs.split(",") if c]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        p.error(f"--configs: unknown {unknown}; expected names from {list(CONFIGS)}")
+    use_torch = not args.no_torch and have_torch()
+    if not use_torch and not args.no_torch:
+        print("PyTorch is not installed: minigrad figures only (pip install torch==2.13.0)")
+    backend.check_device(args.device)
+    res = run(configs, args.steps, args.device, use_torch, not args.no_generation,
+              not args.no_tokenizer, not args.no_memory)
+    print_report(res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
