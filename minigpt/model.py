@@ -2,6 +2,10 @@
 
 token ids -> wte + wpe -> N x Block(x + attn(ln_1(x)); x + mlp(ln_2(x))) -> ln_f -> lm_head
 -> logits -> softmax -> next token. Shapes: B batch, T time, C n_embd, nh heads, hs head size.
+
+Every stage's output goes through ``record(name, tensor, layer)`` and every stage runs inside
+``minigrad.stage(label)``: a ``Recorder`` (used by minigpt.trace and minigpt.health) reads the
+real forward pass that way, and minigrad.viz / detect_anomaly name the stage of each op.
 """
 from __future__ import annotations
 
@@ -51,6 +55,63 @@ class GPTConfig:
         return cls(**d)
 
 
+# ----------------------------------------------------------------------------- recording
+# minigpt.trace and minigpt.health read the real forward pass through record(): each stage
+# hands its output to the active Recorder, which keeps it and may replace it (the trace's
+# finite-difference check perturbs one stage's output). With no Recorder active, record()
+# costs one global lookup and returns its input unchanged.
+_recorder = None
+
+
+def record(name: str, t, layer: int | None = None):
+    """Hand one stage's output to the active Recorder; returns the tensor to use next.
+    Names are module-like: "tok_emb", "h.0.attn.q", "h.1.mlp.c_fc", "ln_f", "logits"."""
+    if _recorder is None:
+        return t
+    return _recorder.record(name if layer is None else f"h.{layer}.{name}", t)
+
+
+class Recorder:
+    """While active, keep every stage output the model's forward record()s, by name:
+
+        with Recorder() as rec:
+            logits, _ = model(idx)
+        rec["h.0.attn.q"]          # (B, nh, T, hs): the queries the attention really used
+
+    retain_grad=True keeps each output's gradient after backward (``rec[name].grad``).
+    overrides maps a name to fn(tensor) -> tensor, which replaces that output downstream.
+    A second forward inside one Recorder overwrites the first one's entries."""
+
+    def __init__(self, retain_grad: bool = False, overrides: dict | None = None):
+        self.retain_grad = retain_grad
+        self.overrides = dict(overrides or {})
+        self.tensors: dict[str, mg.Tensor] = {}   # name -> stage output, in forward order
+
+    def record(self, name: str, t):
+        fn = self.overrides.get(name)
+        if fn is not None:
+            t = fn(t)
+        if self.retain_grad and t.requires_grad:
+            t.retain_grad()
+        self.tensors[name] = t
+        return t
+
+    def __getitem__(self, name: str):
+        return self.tensors[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def __enter__(self) -> "Recorder":
+        global _recorder
+        self._prev, _recorder = _recorder, self
+        return self
+
+    def __exit__(self, *exc):
+        global _recorder
+        _recorder = self._prev
+
+
 class KVCache:
     """Keys and values of the positions seen so far, per layer, preallocated to
     block_size so each new token costs one position instead of the whole context."""
@@ -77,8 +138,8 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         q, k, v = self.c_attn(x).split(C, dim=2)                # 3 x (B, T, C)
-        q = q.reshape(B, T, nh, hs).transpose(1, 2)              # (B, T, C) -> (B, nh, T, hs)
-        k = k.reshape(B, T, nh, hs).transpose(1, 2)              # (B, nh, T, hs)
+        q = record("attn.q", q.reshape(B, T, nh, hs).transpose(1, 2), layer)  # (B, nh, T, hs)
+        k = k.reshape(B, T, nh, hs).transpose(1, 2)              # (B, T, C) -> (B, nh, T, hs)
         v = v.reshape(B, T, nh, hs).transpose(1, 2)              # (B, nh, T, hs)
         if cache is not None:   # append this step's keys/values; attend over all of them
             start, end = cache.length, cache.length + T
@@ -86,10 +147,13 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer][:, :, start:end] = v.data
             k = mg.Tensor._make(cache.k[layer][:, :, :end], False)   # (B, nh, Tk, hs)
             v = mg.Tensor._make(cache.v[layer][:, :, :end], False)   # (B, nh, Tk, hs)
+        k, v = record("attn.k", k, layer), record("attn.v", v, layer)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout,
                                            training=self.training)  # (B, nh, T, hs)
+        y = record("attn.y", y, layer)
         y = y.transpose(1, 2).reshape(B, T, C)                   # (B, nh, T, hs) -> (B, T, C)
-        return self.resid_dropout(self.c_proj(y))                # (B, T, C)
+        y = record("attn.c_proj", self.c_proj(y), layer)         # (B, T, C)
+        return self.resid_dropout(y)
 
 
 class MLP(nn.Module):
@@ -100,9 +164,11 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias, **kw)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        x = self.gelu(self.c_fc(x))                             # (B, T, C) -> (B, T, 4C)
-        return self.dropout(self.c_proj(x))                     # (B, T, 4C) -> (B, T, C)
+    def forward(self, x, layer: int = 0):
+        x = record("mlp.c_fc", self.c_fc(x), layer)             # (B, T, C) -> (B, T, 4C)
+        x = record("mlp.gelu", self.gelu(x), layer)             # (B, T, 4C)
+        x = record("mlp.c_proj", self.c_proj(x), layer)         # (B, T, 4C) -> (B, T, C)
+        return self.dropout(x)
 
 
 class Block(nn.Module):
@@ -115,8 +181,16 @@ class Block(nn.Module):
         self.mlp = MLP(config, **kw)
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0):
-        x = x + self.attn(self.ln_1(x), cache, layer)           # (B, T, C)
-        x = x + self.mlp(self.ln_2(x))                          # (B, T, C)
+        # x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)), each step tagged and recorded
+        h = f"h.{layer}."
+        with mg.stage(h + "ln_1"):
+            a = record("ln_1", self.ln_1(x), layer)                         # (B, T, C)
+        with mg.stage(h + "attn"):
+            x = record("resid_attn", x + self.attn(a, cache, layer), layer)  # (B, T, C)
+        with mg.stage(h + "ln_2"):
+            m = record("ln_2", self.ln_2(x), layer)                         # (B, T, C)
+        with mg.stage(h + "mlp"):
+            x = record("resid_mlp", x + self.mlp(m, layer), layer)          # (B, T, C)
         return x
 
 
@@ -169,7 +243,9 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_idx(self, idx):
-        data = idx.data if isinstance(idx, mg.Tensor) else np.asarray(idx)
+        data = idx.data if isinstance(idx, mg.Tensor) else idx
+        if not (hasattr(data, "dtype") and hasattr(data, "shape")):   # lists, tuples
+            data = np.asarray(data)
         if data.dtype.kind not in "iu":
             raise TypeError(f"GPT: idx must hold integer token ids, got dtype {data.dtype}")
         if data.ndim != 2:
@@ -194,22 +270,29 @@ class GPT(nn.Module):
                              f"{self.config.block_size} tokens")
         xp = backend.get_array_module(idx)
         pos = xp.arange(start, start + T)                               # (T,)
-        tok_emb = self.transformer.wte(idx)                             # (B, T, C)
-        pos_emb = self.transformer.wpe(pos)                             # (T, C)
-        x = self.transformer.drop(tok_emb + pos_emb)                    # (B, T, C)
+        with mg.stage("tok_emb"):
+            tok_emb = record("tok_emb", self.transformer.wte(idx))      # (B, T, C)
+        with mg.stage("pos_emb"):
+            pos_emb = record("pos_emb", self.transformer.wpe(pos))      # (T, C)
+        with mg.stage("emb"):
+            x = record("emb", self.transformer.drop(tok_emb + pos_emb))  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i)                                      # (B, T, C)
         if cache is not None:
             cache.length += T
-        x = self.transformer.ln_f(x)                                    # (B, T, C)
-        logits = self.lm_head(x)                                        # (B, T, vocab)
+        with mg.stage("ln_f"):
+            x = record("ln_f", self.transformer.ln_f(x))                # (B, T, C)
+        with mg.stage("lm_head"):
+            logits = record("logits", self.lm_head(x))                  # (B, T, vocab)
         loss = None
         if targets is not None:
             t = targets.data if isinstance(targets, mg.Tensor) else np.asarray(targets)
             if tuple(t.shape) != (B, T):
                 raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got "
                                  f"{tuple(t.shape)}")
-            loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(-1), ignore_index=-1)
+            with mg.stage("loss"):
+                loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(-1),
+                                       ignore_index=-1)
         return logits, loss
 
     # ------------------------------------------------------------------ generation
