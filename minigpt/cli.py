@@ -16,7 +16,7 @@ import sys
 COMMANDS = {
     "train": ("minigpt.train", "train a GPT, then print samples"),
     "sample": ("minigpt.sample", "sample from a checkpoint"),
-    "trace": ("minigpt.trace", "record every stage of a token's life, forward and backward"),
+    "trace": ("minigpt.tracing", "record every stage of a token's life, forward and backward"),
     "bench": ("minigpt.bench", "time training and generation against PyTorch"),
 }
 
