@@ -1,0 +1,849 @@
+"""Train a GPT: a config dataclass, a model-agnostic ``Trainer`` loop and ``train(config)``.
+
+    minigpt train                                   # built-in corpus, ~5 minutes on 2 cores
+    minigpt train --data ../shared/data/tinyshakespeare.txt --tokenizer char --max_iters 2000
+    minigpt train --config my.toml --n_layer=6      # flags override the file
+    minigpt train --resume --max_iters 3000         # continue out/ckpt.safetensors
+
+    from minigpt.train import TrainConfig, train
+    result = train(TrainConfig(max_iters=200, out_dir="run1"))
+    result.val_loss, result.checkpoint_path
+
+``train`` prepares the data (``minigpt.data``), builds ``GPT`` and AdamW, and hands them to
+``Trainer``, which knows nothing about GPTs: it calls ``model(x, y) -> (logits, loss)`` on
+batches from a sampler, steps the optimizer, evaluates, logs and calls a ``save`` function.
+One optimizer step is::
+
+    lr = schedule(step + 1)                       set on every parameter group
+    for each of grad_accum_steps micro-batches:   forward, (loss / accum).backward()
+    sync_gradients()                              (the hook where DDP averages gradients)
+    grad_norm = clip_grad_norm_(params, grad_clip)
+    optimizer.step(); optimizer.zero_grad()
+
+Only the main process (rank 0) evaluates, logs, saves and samples. Every step's loss goes to
+``<out_dir>/log.csv``; checkpoints go to ``<out_dir>/ckpt.safetensors`` every
+``checkpoint_interval`` steps, at the end and on Ctrl-C; ``<out_dir>/loss.png`` is drawn at
+the end. Resuming restores weights, optimizer moments, RNG state and the data cursor, so the
+losses after a resume equal, bit for bit, those of an uninterrupted run on the same machine.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import difflib
+import inspect
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import typing
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+import minigrad as mg
+from minigrad import backend
+from minigrad.optim import AdamW, clip_grad_norm_, cosine_with_warmup, weight_decay_groups
+
+from .checkpoint import CKPT_NAME, Checkpoint, load_checkpoint, save_checkpoint
+from .errors import CheckpointError, ConfigError, MinigptError
+from .model import GPT, GPTConfig
+
+
+# ============================================================================= config
+@dataclass
+class TrainConfig:
+    # ---- model
+    n_layer: int = 4                  # transformer blocks
+    n_head: int = 4                   # attention heads per block (must divide n_embd)
+    n_embd: int = 128                 # width of the residual stream
+    block_size: int = 64              # context length in tokens
+    dropout: float = 0.0              # dropout probability while training, in [0, 1)
+    bias: bool = True                 # biases in Linear and LayerNorm layers, as GPT-2
+    # ---- data
+    data: str | None = None           # UTF-8 text file to train on; None: the built-in corpus
+    tokenizer: str = "bpe"            # "bpe" (byte-level, trained on the train split) or "char"
+    vocab_size: int = 512             # BPE vocabulary size (256 bytes + merges + <|endoftext|>)
+    val_fraction: float = 0.1         # the last fraction of the text (in characters) is validation
+    cache_dir: str | None = None      # token-id and tokenizer cache; None: <out_dir>/cache
+    # ---- optimization
+    batch_size: int = 32              # sequences per micro-batch
+    grad_accum_steps: int = 1         # micro-batches per optimizer step
+    max_iters: int = 1000             # optimizer steps in total (a resumed run counts on)
+    learning_rate: float = 1e-3       # peak learning rate (the constant one if decay_lr is false)
+    min_lr: float = 1e-4              # learning rate at the end of the cosine decay
+    warmup_iters: int = 100           # linear warmup steps (capped at lr_decay_iters; with decay_lr)
+    lr_decay_iters: int = 0           # steps of warmup + cosine decay; 0: max_iters
+    decay_lr: bool = True             # warmup + cosine decay; false: constant learning_rate
+    weight_decay: float = 0.1         # AdamW decoupled weight decay on matrices (dim >= 2)
+    beta1: float = 0.9                # AdamW beta1
+    beta2: float = 0.99               # AdamW beta2
+    grad_clip: float = 1.0            # clip the global gradient norm to this; 0: no clipping
+    # ---- evaluation, logging and checkpoints
+    eval_interval: int = 250          # validation loss every this many steps (and at the end)
+    eval_iters: int = 20              # batches averaged per validation loss
+    checkpoint_interval: int = 250    # checkpoint every this many steps (and at the end, on Ctrl-C)
+    out_dir: str = "out"              # checkpoint, tokenizer, log.csv and loss.png go here
+    device: str = "cpu"               # "cpu" or "cuda"
+    seed: int = 1337                  # seeds the weights, dropout and the batch order
+    resume: bool = False              # continue from <out_dir>/ckpt.safetensors
+    progress: bool = True             # show a tqdm progress bar
+    # ---- samples printed at the end
+    num_samples: int = 2              # how many samples to print after training; 0: none
+    sample_tokens: int = 200          # tokens per sample
+    prompt: str = ""                  # text the samples continue; "": start of a document
+    temperature: float = 0.8          # sampling temperature; 0: greedy
+    top_k: int | None = None          # sample among the k most likely tokens; None: all
+
+    def __post_init__(self):
+        for f in fields(self):
+            setattr(self, f.name, _check_type(f.name, getattr(self, f.name), "TrainConfig."))
+        _validate(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        """A config from a dict; unknown keys and wrong types are ConfigErrors naming the key."""
+        check_keys(d, source)
+        return cls(**d)
+
+    def model_config(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout,
+                         bias=self.bias)
+
+
+MODEL_FIELDS = ("n_layer", "n_head", "n_embd", "block_size", "bias")
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """{name: (base type, None allowed)} from the annotations."""
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for f in fields(TrainConfig):
+        t = hints[f.name]
+        args = typing.get_args(t)
+        if args:
+            base = [a for a in args if a is not type(None)]
+            out[f.name] = (base[0], type(None) in args)
+        else:
+            out[f.name] = (t, False)
+    return out
+
+
+def _type_name(name: str) -> str:
+    base, optional = FIELD_TYPES[name]
+    return base.__name__ + (" or null" if optional else "")
+
+
+def _check_type(name: str, value, where: str = ""):
+    """``value`` as the field's type (an int is accepted for a float); else ConfigError."""
+    base, optional = FIELD_TYPES[name]
+    if value is None and optional:
+        return None
+    ok = (isinstance(value, base) and not (isinstance(value, bool) and base is not bool))
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if base is int and isinstance(value, np.integer):
+        ok, value = True, int(value)
+    if not ok:
+        raise ConfigError(f"{where}{name} must be {_type_name(name)}, got "
+                          f"{type(value).__name__} {value!r}")
+    return value
+
+
+def _validate(c: TrainConfig) -> None:
+    def need(ok, name, expected):
+        if not ok:
+            raise ConfigError(f"TrainConfig.{name} must be {expected}, got {getattr(c, name)!r}")
+
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps",
+                 "max_iters", "eval_interval", "eval_iters", "checkpoint_interval"):
+        need(getattr(c, name) > 0, name, "a positive int")
+    if c.n_embd % c.n_head:
+        raise ConfigError(f"TrainConfig.n_embd must be divisible by n_head ({c.n_head}), got "
+                          f"{c.n_embd}")
+    need(0 <= c.dropout < 1, "dropout", "in [0, 1)")
+    need(c.tokenizer in ("bpe", "char"), "tokenizer", "'bpe' or 'char'")
+    need(c.vocab_size >= 257, "vocab_size", ">= 257 (256 bytes + <|endoftext|>)")
+    need(c.vocab_size <= 2 ** 32, "vocab_size", "<= 2**32")
+    need(0 < c.val_fraction < 1, "val_fraction", "in (0, 1)")
+    need(c.data is None or c.data != "", "data", "a file path or null (the built-in corpus)")
+    need(math.isfinite(c.learning_rate) and c.learning_rate > 0, "learning_rate", "> 0")
+    need(0 <= c.min_lr <= c.learning_rate, "min_lr", f"in [0, learning_rate={c.learning_rate}]")
+    need(c.warmup_iters >= 0, "warmup_iters", ">= 0")
+    need(c.lr_decay_iters >= 0, "lr_decay_iters", ">= 0 (0: max_iters)")
+    need(c.weight_decay >= 0, "weight_decay", ">= 0")
+    need(0 <= c.beta1 < 1, "beta1", "in [0, 1)")
+    need(0 <= c.beta2 < 1, "beta2", "in [0, 1)")
+    need(c.grad_clip >= 0, "grad_clip", ">= 0 (0: no clipping)")
+    need(c.out_dir != "", "out_dir", "a directory path")
+    need(c.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'")
+    need(c.seed >= 0, "seed", "a non-negative int")
+    need(c.num_samples >= 0, "num_samples", ">= 0")
+    need(c.sample_tokens >= 0, "sample_tokens", ">= 0")
+    need(c.temperature >= 0, "temperature", ">= 0")
+    need(c.top_k is None or c.top_k >= 1, "top_k", "a positive int or null")
+
+
+FIELD_TYPES = _field_types()
+FIELD_NAMES = tuple(FIELD_TYPES)
+
+
+def field_docs() -> dict[str, tuple[str, str]]:
+    """{field: (group, comment)} read from TrainConfig's source (the comment on each field)."""
+    try:
+        src = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):   # no source (frozen app): no help texts
+        return {name: ("options", "") for name in FIELD_NAMES}
+    docs, group = {}, "options"
+    for line in src.splitlines():
+        m = re.match(r"\s+# ---- (.+)$", line)
+        if m:
+            group = m.group(1).strip()
+            continue
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m and m.group(1) in FIELD_TYPES:
+            docs[m.group(1)] = (group, m.group(2).strip())
+    return docs
+
+
+def check_keys(d: dict, source: str) -> None:
+    """ConfigError for a key TrainConfig does not have (with a suggestion) or a wrong type."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{source}: expected a table of settings, got {type(d).__name__}")
+    for key, value in d.items():
+        if key not in FIELD_TYPES:
+            close = difflib.get_close_matches(str(key), FIELD_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: unknown key {key!r}{hint}; known keys: "
+                              f"{', '.join(FIELD_NAMES)}")
+        _check_type(key, value, f"{source}: key ")
+
+
+def load_config_file(path) -> dict:
+    """The settings in a JSON (.json) or TOML (.toml) file, checked against TrainConfig:
+    an unknown key or a value of the wrong type is a ConfigError naming the file and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    elif suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:   # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise ConfigError(f"{path}: TOML needs Python >= 3.11 (or `pip install "
+                                  "tomli`); use a .json file instead") from None
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    else:
+        raise ConfigError(f"config file {str(path)!r}: expected a .json or .toml file")
+    check_keys(d, str(path))
+    return d
+
+
+# ============================================================================= command line
+def _parse_bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false/1/0, got {s!r}")
+
+
+def _cli_type(name: str):
+    base, optional = FIELD_TYPES[name]
+    conv = _parse_bool if base is bool else base
+
+    def parse(s: str):
+        if optional and s.strip().lower() in ("none", "null"):
+            return None
+        try:
+            return conv(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {_type_name(name)}, got {s!r}") from None
+    parse.__name__ = base.__name__
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per TrainConfig field (``--n_layer 4``, ``--n_layer=4``, ``--n-layer 4``),
+    plus ``--config FILE``. Flags left out are absent from the parsed namespace."""
+    p = argparse.ArgumentParser(
+        prog="minigpt train", allow_abbrev=False,
+        description="Train a GPT (default: the built-in corpus, about 5 minutes on 2 CPU "
+                    "cores), then print samples. Settings come from the defaults, then "
+                    "--config FILE, then the flags; with --resume, the checkpoint's settings "
+                    "replace the defaults.")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (the "
+                   "field names below, without dashes)")
+    defaults = TrainConfig.__dataclass_fields__
+    groups = {}
+    for name, (group, doc) in field_docs().items():
+        g = groups.get(group) or groups.setdefault(group, p.add_argument_group(group))
+        base, _ = FIELD_TYPES[name]
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        default = defaults[name].default
+        metavar = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STR"}[base]
+        extra = dict(nargs="?", const=True) if base is bool else {}   # `--resume` = true
+        g.add_argument(*flags, dest=name, type=_cli_type(name), default=argparse.SUPPRESS,
+                       metavar=metavar, help=f"{doc} (default: {default!r})".replace("%", "%%"),
+                       **extra)
+    return p
+
+
+def config_from_args(argv=None) -> TrainConfig:
+    """TrainConfig from defaults < checkpoint (with --resume) < --config file < flags."""
+    args = vars(build_parser().parse_args(argv))
+    config_file = args.pop("config", None)
+    values = load_config_file(config_file) if config_file else {}
+    values.update(args)
+    if values.get("resume"):
+        out_dir = values.get("out_dir", TrainConfig.out_dir)
+        saved = _checkpoint_train_config(Path(out_dir) / CKPT_NAME)
+        values = {**saved, **values}
+    return TrainConfig(**values)
+
+
+def _checkpoint_train_config(path: Path) -> dict:
+    from minigrad import serialization
+    try:
+        meta = serialization.load_metadata(path)
+        saved = json.loads(meta["train_config"])
+    except FileNotFoundError:
+        raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}") from None
+    except (serialization.SerializationError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"--resume: checkpoint {str(path)!r} is corrupted or not a "
+                              f"training checkpoint: {exc}") from None
+    known = {k: v for k, v in saved.items() if k in FIELD_TYPES and k != "resume"}
+    return known
+
+
+def main(argv=None) -> int:
+    """``minigpt train`` / ``scripts/train.py``. Returns the exit status."""
+    try:
+        config = config_from_args(argv)
+        result = train(config)
+    except ConfigError as exc:
+        print(f"minigpt train: error: {exc}", file=sys.stderr)
+        return 2
+    except MinigptError as exc:   # data, checkpoint, tokenizer problems
+        print(f"minigpt train: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:     # before training started, or while sampling at the end
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    if result.interrupted:
+        print(f"interrupted at step {result.steps}; checkpoint saved to "
+              f"{result.checkpoint_path}; continue with `minigpt train --resume "
+              f"--out_dir {config.out_dir}`")
+    return 0
+
+
+# ============================================================================= the loop
+@dataclass
+class TrainResult:
+    train_loss: float             # mean loss on train-split batches at the end (eval mode)
+    val_loss: float               # mean loss on validation batches at the end
+    steps: int                    # optimizer steps done (including those before a resume)
+    steps_run: int                # optimizer steps done by this call
+    wall_time_s: float            # seconds this call took, from start to return
+    train_time_s: float           # seconds spent in the training loop (steps, evals, saves)
+    tokens_per_s: float           # training tokens per second over this call's steps
+    checkpoint_path: str          # <out_dir>/ckpt.safetensors
+    log_path: str                 # <out_dir>/log.csv
+    plot_path: str | None         # <out_dir>/loss.png (None if matplotlib is missing)
+    tokenizer_path: str           # <out_dir>/tokenizer.txt
+    interrupted: bool = False     # stopped by Ctrl-C (a checkpoint was saved)
+    samples: list = field(default_factory=list)   # the samples printed at the end
+
+
+LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss")
+
+
+class CSVLog:
+    """``log.csv``: one row per optimizer step; ``val_loss`` is blank except at evaluations.
+    Resuming keeps the rows up to the checkpoint's step and appends after them."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        rows = read_log(path) if resume_step is not None and path.is_file() else []
+        rows = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, LOG_COLUMNS)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+        self._f = open(path, "a", newline="", encoding="utf-8")
+        self._w = csv.writer(self._f)
+
+    def write(self, step, loss, lr, grad_norm, tokens_per_s, elapsed_s, val_loss=None):
+        self._w.writerow([step, repr(float(loss)), repr(float(lr)), repr(float(grad_norm)),
+                          f"{tokens_per_s:.1f}", f"{elapsed_s:.3f}",
+                          "" if val_loss is None else repr(float(val_loss))])
+        self._f.flush()
+
+    def close(self):
+        self._f.close()
+
+
+def read_log(path) -> list[dict]:
+    """The rows of a log.csv as dicts of strings (an unreadable last line is dropped)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+    good = []
+    for r in rows:   # a run killed mid-write may leave a partial last line
+        try:
+            int(r["step"]), float(r["loss"])
+            good.append(r)
+        except (KeyError, TypeError, ValueError):
+            break
+    return good
+
+
+def plot_log(log_path, png_path) -> Path | None:
+    """Draw the training and validation loss of a log.csv into a PNG (atomically)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    rows = read_log(log_path)
+    if not rows:
+        return None
+    steps = np.array([int(r["step"]) for r in rows])
+    loss = np.array([float(r["loss"]) for r in rows])
+    val = [(int(r["step"]), float(r["val_loss"])) for r in rows if r.get("val_loss")]
+    fig = Figure(figsize=(7, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(steps, loss, lw=0.6, alpha=0.35, color="C0", label="train (each step)")
+    if len(loss) >= 10:
+        w = max(2, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1:], smooth, lw=1.5, color="C0", label=f"train ({w}-step mean)")
+    if val:
+        vs, vl = zip(*val)
+        ax.plot(vs, vl, "o-", color="C1", lw=1.5, ms=4, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.set_title(f"{Path(log_path).parent.name or 'run'}: loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, png_path)
+    return png_path
+
+
+def _flush_print(*args, **kw):
+    print(*args, **kw, flush=True)   # visible at once when stdout is a file or a pipe
+
+
+class _Interrupts:
+    """Ctrl-C handling: a SIGINT during the critical section (optimizer update and the
+    bookkeeping that goes with it) is held until it ends, so the model is never half
+    updated; anywhere else it raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.critical = False
+        self.pending = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.critical:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+    @contextmanager
+    def hold(self):
+        self.critical = True
+        try:
+            yield
+        finally:
+            self.critical = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+class Trainer:
+    """A model-agnostic training loop (minGPT's ``Trainer``).
+
+    ``model(x, y)`` must return ``(output, loss)``; ``model.parameters()``, ``train()`` and
+    ``eval()`` are all else it uses. ``train_batches`` / ``val_batches`` are
+    ``BatchSampler``-like (``next() -> (x, y)``, ``state()``, ``set_state()``, ``reseed()``).
+    ``save(trainer)`` writes a checkpoint of ``trainer.step`` using ``trainer.data_state``
+    and ``trainer.rng_state`` (the step boundary's data cursor and RNG state).
+
+    Callbacks: ``add_callback("on_step_end", fn)``; ``fn(trainer)`` runs after every
+    optimizer step (after logging and checkpointing); a KeyboardInterrupt raised anywhere in
+    the loop (Ctrl-C or a callback) saves a checkpoint of the last completed step and ends
+    ``run()`` normally with ``trainer.interrupted = True``.
+    """
+
+    def __init__(self, config: TrainConfig, model, optimizer, train_batches, val_batches=None,
+                 *, save=None, log: CSVLog | None = None, start_step: int = 0,
+                 elapsed_offset: float = 0.0, rank: int = 0, world_size: int = 1,
+                 print_fn=None):
+        self.config = config
+        self.model, self.optimizer = model, optimizer
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.save_fn, self.log = save, log
+        self.step = start_step                  # optimizer steps done
+        self.start_step = start_step
+        self.elapsed_offset = elapsed_offset    # seconds spent before a resume
+        self.rank, self.world_size = rank, world_size
+        self._print = print_fn or _flush_print
+        self.print = self._print
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.callbacks: dict[str, list] = {}
+        self.interrupted = False
+        self.last_loss = math.nan
+        self.last_val_loss = math.nan
+        self.tokens_per_step = config.batch_size * config.block_size * config.grad_accum_steps
+        self.train_time = 0.0                   # seconds spent in run() so far
+        self._t_run = None                      # when the current run() started
+        self._interrupts = _Interrupts()
+        self._mark()
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process evaluates, logs and saves (rank 0 under DDP)."""
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ callbacks
+    def add_callback(self, event: str, fn) -> None:
+        self.callbacks.setdefault(event, []).append(fn)
+
+    def trigger(self, event: str) -> None:
+        for fn in self.callbacks.get(event, []):
+            fn(self)
+
+    # ------------------------------------------------------------------ pieces of a step
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer update ``step`` (1-based)."""
+        c = self.config
+        if not c.decay_lr:
+            return c.learning_rate
+        decay = c.lr_decay_iters or c.max_iters
+        return cosine_with_warmup(step, max_lr=c.learning_rate,
+                                  warmup_steps=min(c.warmup_iters, decay),   # short runs
+                                  max_steps=decay, min_lr=c.min_lr)
+
+    def _mark(self) -> None:
+        """Remember the state at this step boundary (what a checkpoint of ``step`` holds)."""
+        self.data_state = self.train_batches.state()
+        self.rng_state = backend.get_rng_state()
+
+    def forward_backward(self) -> float:
+        """grad_accum_steps micro-batches: forward, backward of loss / accum. Returns the
+        mean loss."""
+        accum = self.config.grad_accum_steps
+        total = 0.0
+        for _ in range(accum):
+            x, y = self.train_batches.next()
+            _, loss = self.model(x, y)
+            (loss if accum == 1 else loss / accum).backward()
+            total += loss.item()
+        return total / accum
+
+    def sync_gradients(self) -> None:
+        """Between backward and the optimizer step: under DDP, average every ``p.grad``
+        over the processes here. One process: nothing to do."""
+
+    def train_step(self) -> tuple[float, float, float]:
+        """One optimizer step; returns (loss, lr, grad norm before clipping)."""
+        lr = self.lr_at(self.step + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss = self.forward_backward()
+        self.sync_gradients()
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = clip_grad_norm_(self.params, max_norm)
+        with self._interrupts.hold():     # never leave the weights half updated
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+            self.step += 1
+            self._mark()
+        return loss, lr, grad_norm
+
+    def evaluate(self, sampler=None, iters: int | None = None) -> float:
+        """Mean loss over ``iters`` batches of ``sampler`` (default: validation), in eval
+        mode without gradients; the sampler is re-seeded first, so every evaluation sees
+        the same batches and the training batches are not disturbed."""
+        sampler = sampler or self.val_batches
+        iters = iters or self.config.eval_iters
+        sampler.reseed()
+        self.model.eval()
+        try:
+            with mg.no_grad():
+                losses = [self.model(*sampler.next())[1].item() for _ in range(iters)]
+        finally:
+            self.model.train()
+        return float(np.mean(losses))
+
+    @property
+    def elapsed_s(self) -> float:
+        """Training seconds since step 0, across resumes."""
+        running = time.perf_counter() - self._t_run if self._t_run is not None else 0.0
+        return self.elapsed_offset + self.train_time + running
+
+    def save(self) -> None:
+        if self.save_fn is not None and self.is_main:
+            self.save_fn(self)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> "Trainer":
+        c = self.config
+        bar = None
+        if self.is_main and c.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=c.max_iters, initial=self.step, unit="step", dynamic_ncols=True,
+                       desc="train", file=sys.stderr, disable=None)   # None: off if no TTY
+            self.print = bar.write
+        t_start = self._t_run = time.perf_counter()
+        recent = []            # losses since the last evaluation (for the printed summary)
+        row = None             # the current step's log row, until it is written
+        try:
+            with self._interrupts:
+                while self.step < c.max_iters:
+                    t0 = time.perf_counter()
+                    loss, lr, grad_norm = self.train_step()
+                    dt = time.perf_counter() - t0
+                    self.last_loss = loss
+                    recent.append(loss)
+                    tps = self.tokens_per_step * self.world_size / max(dt, 1e-9)
+                    row = [self.step, loss, lr, grad_norm, tps, self.elapsed_s, None]
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(f"loss {loss:.4f}, {tps:,.0f} tok/s")
+                    if self.is_main and (self.step % c.eval_interval == 0
+                                         or self.step == c.max_iters):
+                        if self.val_batches is not None:
+                            row[6] = self.last_val_loss = self.evaluate()
+                        self.print(f"step {self.step}: train loss {np.mean(recent):.4f}, "
+                                   f"val loss {self.last_val_loss:.4f}, lr {lr:.2e}, "
+                                   f"{tps:,.0f} tok/s")
+                        recent = []
+                    self._write(row)
+                    row = None
+                    if self.step % c.checkpoint_interval == 0 or self.step == c.max_iters:
+                        self.save()
+                    self.trigger("on_step_end")
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if row is not None:      # the step finished; its row was not written yet
+                self._write(row)
+            if bar is not None:
+                bar.close()
+                bar = None
+            self.print = self._print
+            self.print(f"\ninterrupted: saving a checkpoint of step {self.step}")
+            self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+            self.print = self._print
+            self.train_time += time.perf_counter() - t_start
+            self._t_run = None
+        return self
+
+    def _write(self, row) -> None:
+        if self.log is not None and self.is_main:
+            self.log.write(*row)
+
+
+# ============================================================================= train()
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
+    """Train (or, with ``config.resume``, continue) a GPT as ``config`` says; save the
+    checkpoint, tokenizer, log and loss plot in ``config.out_dir``; print samples.
+
+    ``callbacks``: {event: fn or [fn, ...]} for ``Trainer.add_callback``.
+    """
+    from .data import BatchSampler, prepare_data
+    from .sample import print_stream, sample
+
+    t_call = time.perf_counter()
+    if not isinstance(config, TrainConfig):
+        raise ConfigError(f"train: config must be a TrainConfig, got {type(config).__name__}")
+    c = config
+    if c.device == "cuda" and not mg.cuda_is_available():
+        raise ConfigError("TrainConfig.device is 'cuda' but CuPy or an NVIDIA GPU is not "
+                          "available; use --device cpu or install minigrad-minigpt[cuda]")
+    out = Path(c.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CKPT_NAME
+    cache_dir = Path(c.cache_dir) if c.cache_dir else out / "cache"
+
+    ckpt: Checkpoint | None = None
+    if c.resume:
+        ckpt = load_checkpoint(ckpt_path)      # CheckpointError if missing or damaged
+        _check_resume(c, ckpt)
+    elif ckpt_path.exists():
+        _log(f"note: {ckpt_path} exists and will be replaced by this new run (use --resume "
+             "to continue it instead)")
+
+    data = prepare_data(c.data, c.tokenizer, c.vocab_size, c.val_fraction, cache_dir,
+                        tokenizer_text=ckpt.tokenizer_text if ckpt else None, log=_log)
+    tok = data.tokenizer
+    if ckpt is not None and ckpt.extra.get("data_sha256") not in (None, data.data_sha256):
+        _log(f"warning: the data ({data.source}) changed since the checkpoint was saved; "
+             "training continues on the new data (the batches will differ)")
+    tok.save(out / "tokenizer.txt")
+
+    # ---- model and optimizer
+    mg.manual_seed(c.seed)
+    if ckpt is not None:
+        model_config = dataclasses.replace(ckpt.model_config, dropout=c.dropout)
+    else:
+        model_config = c.model_config(tok.vocab_size)
+    model = GPT(model_config, device=c.device)
+    optimizer = AdamW(weight_decay_groups(model.named_parameters(), c.weight_decay),
+                      lr=c.learning_rate, betas=(c.beta1, c.beta2))
+    train_batches = BatchSampler(data.train_ids, c.block_size, c.batch_size, c.seed, "train")
+    val_batches = BatchSampler(data.val_ids, c.block_size, c.batch_size, c.seed + 1,
+                               "validation")
+    start_step, elapsed = 0, 0.0
+    if ckpt is not None:
+        ckpt.restore(model, optimizer)
+        decay_group, no_decay_group = optimizer.param_groups   # the config's values win
+        decay_group["weight_decay"], no_decay_group["weight_decay"] = c.weight_decay, 0.0
+        for group in optimizer.param_groups:
+            group["betas"] = (c.beta1, c.beta2)
+        if ckpt.rng_state is not None:
+            backend.set_rng_state(ckpt.rng_state)
+        if ckpt.data_state is not None:
+            train_batches.set_state(ckpt.data_state)
+        start_step = ckpt.step
+        elapsed = float(ckpt.extra.get("elapsed_s", 0.0))
+        if c.device == "cuda" and c.dropout > 0:
+            _log("note: on cuda the dropout masks come from CuPy's generator, which "
+                 "checkpoints do not save; the resumed losses will differ slightly")
+
+    n_params = model.get_num_params()
+    _log(f"data: {data.source}, {data.stats['train_tokens']:,} train / "
+         f"{data.stats['val_tokens']:,} val tokens, {type(tok).__name__} vocab "
+         f"{tok.vocab_size}")
+    _log(f"model: {n_params / 1e6:.2f}M parameters ({c.n_layer} layers, {c.n_head} heads, "
+         f"n_embd {model_config.n_embd}, block {model_config.block_size}) on {c.device}")
+    if ckpt is not None:
+        _log(f"resuming from {ckpt_path} at step {start_step}")
+
+    # ---- checkpoints
+    def save(trainer: Trainer) -> None:
+        save_checkpoint(ckpt_path, model, optimizer, step=trainer.step,
+                        train_config={**c.to_dict(), "resume": False},
+                        tokenizer_text=data.tokenizer_text, rng_state=trainer.rng_state,
+                        data_state=trainer.data_state,
+                        extra={"elapsed_s": trainer.elapsed_s, "data_sha256": data.data_sha256,
+                               "data": data.source,
+                               "loss": trainer.last_loss, "val_loss": trainer.last_val_loss,
+                               "tokens_seen": trainer.step * trainer.tokens_per_step})
+
+    log = CSVLog(out / "log.csv", resume_step=start_step if ckpt is not None else None)
+    trainer = Trainer(c, model, optimizer, train_batches, val_batches, save=save, log=log,
+                      start_step=start_step, elapsed_offset=elapsed)
+    for event, fns in (callbacks or {}).items():
+        for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
+            trainer.add_callback(event, fn)
+    try:
+        trainer.run()
+    finally:
+        log.close()
+    if start_step >= c.max_iters and not trainer.interrupted:
+        _log(f"the checkpoint is at step {start_step} >= max_iters {c.max_iters}: nothing "
+             "to train (raise --max_iters to continue)")
+
+    # ---- the end: final losses, plot, samples
+    train_loss = val_loss = math.nan
+    samples: list[str] = []
+    if not trainer.interrupted:
+        train_loss = trainer.evaluate(BatchSampler(data.train_ids, c.block_size, c.batch_size,
+                                                   c.seed + 2, "train"))
+        val_loss = trainer.evaluate()
+        _log(f"final: train loss {train_loss:.4f}, val loss {val_loss:.4f} "
+             f"(mean of {c.eval_iters} batches each)")
+    plot = plot_log(out / "log.csv", out / "loss.png")
+    steps_run = trainer.step - start_step
+    tps = steps_run * trainer.tokens_per_step / trainer.train_time if trainer.train_time else 0.0
+    if not trainer.interrupted and c.num_samples > 0 and c.sample_tokens > 0:
+        print(f"\n{c.num_samples} sample{'s' * (c.num_samples > 1)} of {c.sample_tokens} "
+              f"tokens (temperature {c.temperature}):\n---------------")
+        samples = sample(model, tok, c.prompt, c.sample_tokens, c.temperature, c.top_k,
+                         None, c.num_samples, c.seed, stream=print_stream)
+    _log(f"saved {ckpt_path}, {out / 'log.csv'}" + (f", {plot}" if plot else ""))
+    return TrainResult(train_loss=train_loss, val_loss=val_loss, steps=trainer.step,
+                       steps_run=steps_run, wall_time_s=time.perf_counter() - t_call,
+                       train_time_s=trainer.train_time, tokens_per_s=tps,
+                       checkpoint_path=str(ckpt_path), log_path=str(out / "log.csv"),
+                       plot_path=str(plot) if plot else None,
+                       tokenizer_path=str(out / "tokenizer.txt"),
+                       interrupted=trainer.interrupted, samples=samples)
+
+
+def _check_resume(c: TrainConfig, ckpt: Checkpoint) -> None:
+    """The architecture and tokenizer of a resumed run are the checkpoint's."""
+    saved = ckpt.train_config
+    mc = ckpt.model_config
+    for name in MODEL_FIELDS:
+        if getattr(mc, name) != getattr(c, name):
+            raise ConfigError(f"--resume: {name} is {getattr(c, name)!r} but the checkpoint "
+                              f"{ckpt.path} has {getattr(mc, name)!r}; the architecture "
+                              "cannot change when resuming")
+    for name in ("tokenizer",) + (("vocab_size",) if c.tokenizer == "bpe" else ()):
+        if name in saved and saved[name] != getattr(c, name):
+            raise ConfigError(f"--resume: {name} is {getattr(c, name)!r} but the checkpoint "
+                              f"{ckpt.path} was trained with {saved[name]!r}")
+
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "CSVLog", "train", "main",
+           "build_parser", "config_from_args", "load_config_file", "plot_log", "read_log",
+           "field_docs"]
