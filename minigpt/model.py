@@ -137,7 +137,15 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(C, dim=2)                # 3 x (B, T, C)
+        qkv = self.c_attn(x)                                     # (B, T, 3C)
+        if cache is None and _recorder is None:
+            # the same maths as the lines below, fused into one op (tested equal): no
+            # per-head copies in the graph. A trace (Recorder) takes the step-by-step path,
+            # so that q, k, v and y are stage outputs with their own gradients.
+            y = F.multi_head_attention(qkv, nh, is_causal=True, dropout_p=self.dropout,
+                                       training=self.training)   # (B, T, 3C) -> (B, T, C)
+            return self.resid_dropout(self.c_proj(y))            # (B, T, C)
+        q, k, v = qkv.split(C, dim=2)                            # 3 x (B, T, C)
         q = record("attn.q", q.reshape(B, T, nh, hs).transpose(1, 2), layer)  # (B, nh, T, hs)
         k = k.reshape(B, T, nh, hs).transpose(1, 2)              # (B, T, C) -> (B, nh, T, hs)
         v = v.reshape(B, T, nh, hs).transpose(1, 2)              # (B, nh, T, hs)

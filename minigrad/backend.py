@@ -209,19 +209,56 @@ def index_add_rows(target, index, values) -> None:
 
 
 def tanh(x):
-    """tanh as 1 - 2 / (1 + e^(2x)): NumPy's float32 exp is vectorised (AVX2), its
-    tanh is not, so this is ~2.5x faster on CPU; exact limits at +-inf (no NaN)."""
+    """tanh(x) as a new array (see tanh_)."""
     xp = get_array_module(x)
     if xp is not np:
         return xp.tanh(x)
+    out = np.array(x, copy=True)
+    tanh_(out)
+    return out
+
+
+def tanh_(u) -> None:
+    """u <- tanh(u) in place, as 1 - 2 / (1 + e^(2u)): NumPy's float32 exp is vectorised
+    where its tanh is not, so this is ~2x faster on CPU; exact limits at +-inf (no NaN)."""
+    if get_array_module(u) is not np:
+        get_array_module(u).tanh(u, out=u)
+        return
+    u *= 2
     with np.errstate(over="ignore"):
-        e = np.asarray(x * 2)       # a new array (0-d results come back as scalars)
-        np.exp(e, out=e)
-    e += 1
-    np.reciprocal(e, out=e)
-    e *= -2
-    e += 1
-    return e
+        np.exp(u, out=u)
+    u += 1
+    np.reciprocal(u, out=u)
+    u *= -2
+    u += 1
+
+
+# ----------------------------------------------------------------------------- CPU threads
+# NumPy runs each elementwise op on one core (its exp/tanh are not even vectorised on CPUs
+# without AVX-512), while BLAS uses them all. The fused ops hand their elementwise work to
+# parallel_for, which splits it into one contiguous piece per core; NumPy releases the GIL
+# inside every ufunc, so the pieces really run at once. CuPy needs none of this.
+NUM_THREADS = max(1, int(os.environ.get("MINIGRAD_NUM_THREADS", os.cpu_count() or 1)))
+PARALLEL_MIN_SIZE = 1 << 16   # elements below which threads cost more than they save
+_pool = None
+
+
+def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
+    """Call fn(lo, hi) over [0, n) in NUM_THREADS contiguous pieces on the CPU, or once as
+    fn(0, n) on the GPU or when the work (``size`` elements, default n) is small."""
+    global _pool
+    pieces = min(NUM_THREADS, n)
+    if xp is not np or pieces < 2 or (size if size is not None else n) < PARALLEL_MIN_SIZE:
+        fn(0, n)
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(NUM_THREADS - 1, thread_name_prefix="minigrad")
+    bounds = [n * i // pieces for i in range(pieces + 1)]
+    futures = [_pool.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    fn(bounds[0], bounds[1])   # this thread takes the first piece
+    for f in futures:
+        f.result()
 
 
 def erf(x):
@@ -237,3 +274,91 @@ def erf(x):
 
 
 _np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+# ============================================================================= distributed
+# (issue 10) What data-parallel training (minigpt.ddp) needs from CuPy and the MPI library:
+# GPU selection per process, CUDA-aware MPI detection and NCCL. Nothing here is used on the
+# CPU path; every function imports what it needs when it is called.
+
+def cuda_device_count() -> int:
+    """How many CUDA devices this process sees (0 without CuPy or a GPU). Creates no context."""
+    try:
+        import cupy
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:   # ImportError, CUDARuntimeError (no driver, no device)
+        return 0
+
+
+def use_cuda_device(index: int) -> int:
+    """Make GPU ``index % cuda_device_count()`` this process's current device; call it before
+    any CuPy array exists (each MPI rank on a node takes its own GPU). Returns the index."""
+    n = cuda_device_count()
+    if n == 0:
+        check_device("cuda")          # raises the usual "CuPy or a GPU is not available"
+    import cupy
+    index = int(index) % n
+    cupy.cuda.Device(index).use()
+    return index
+
+
+def is_cuda_aware_mpi() -> bool:
+    """Whether the MPI library loaded in this process can read and write GPU memory, asked
+    through ``MPIX_Query_cuda_support()`` (MPICH >= 4, Open MPI >= 4 with mpi-ext). False when
+    the library does not have that function (then it is not known to be CUDA-aware)."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as f:     # the files mapped into this process
+            paths = {line.split()[-1] for line in f if line.rstrip().endswith(".so")
+                     or ".so." in line}
+    except OSError:   # not Linux
+        paths = set()
+    libs = sorted(p for p in paths if os.path.basename(p).startswith("libmpi"))
+    for path in libs:
+        try:
+            query = getattr(ctypes.CDLL(path), "MPIX_Query_cuda_support")
+        except (OSError, AttributeError):
+            continue
+        query.restype = ctypes.c_int
+        return bool(query())
+    return False
+
+
+def nccl_available() -> bool:
+    """True when CuPy was built with NCCL (``cupy.cuda.nccl``) and a GPU answers."""
+    if not cuda_is_available():
+        return False
+    try:
+        from cupy.cuda import nccl
+        return bool(getattr(nccl, "available", True))
+    except Exception:
+        return False
+
+
+def nccl_unique_id():
+    """A new NCCL id (a tuple of ints): made on one rank, broadcast to the others, given to
+    ``nccl_communicator`` on every rank."""
+    from cupy.cuda import nccl
+    return nccl.get_unique_id()
+
+
+def nccl_communicator(world_size: int, unique_id, rank: int):
+    """An NCCL communicator over ``world_size`` processes, one GPU each (collective: every
+    rank calls it with the same id)."""
+    from cupy.cuda import nccl
+    return nccl.NcclCommunicator(int(world_size), unique_id, int(rank))
+
+
+def nccl_allreduce_sum_(comm, array) -> None:
+    """Sum a contiguous CuPy array over the ranks of ``comm``, in place, on the current
+    stream (later work on that stream sees the result; no host round trip)."""
+    from cupy.cuda import nccl
+    types = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64,
+             np.dtype(np.float16): nccl.NCCL_FLOAT16}
+    dtype = np.dtype(array.dtype)
+    if dtype not in types:
+        raise TypeError(f"nccl_allreduce_sum_: unsupported dtype {dtype}")
+    stream = _cupy.cuda.get_current_stream()
+    comm.allReduce(array.data.ptr, array.data.ptr, array.size, types[dtype], nccl.NCCL_SUM,
+                   stream.ptr)
+# ============================================================================= end distributed

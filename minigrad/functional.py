@@ -154,6 +154,22 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                               dropout_mask=mask)
 
 
+def multi_head_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: float = 0.0,
+                         training: bool = True):
+    """GPT's attention after c_attn in one fused op: qkv (B, T, 3C) -> (B, T, C), equal to
+    splitting q, k, v, reshaping to (B, n_head, T, C / n_head), scaled_dot_product_attention
+    and merging the heads back."""
+    if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ShapeError(f"multi_head_attention: qkv must have shape (B, T, 3 * C) with C "
+                         f"divisible by n_head={n_head}, got {qkv.shape}")
+    mask = None
+    if dropout_p > 0 and training:
+        B, T, _ = qkv.shape
+        keep = backend.random_uniform((B, n_head, T, T), qkv.dtype, qkv.device) >= dropout_p
+        mask = keep.astype(qkv.dtype) * qkv.dtype.type(1.0 / (1.0 - dropout_p))
+    return FU.MultiHeadAttention.apply(qkv, n_head=n_head, causal=is_causal, dropout_mask=mask)
+
+
 def relu(x):
     return x.relu()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from .autograd import Function, register
-from .backend import erf, tanh
+from .backend import erf, parallel_for, tanh_
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -58,17 +58,29 @@ class CrossEntropy(Function):
         rows = xp.arange(logits.shape[0])
         self.keep = targets != ignore_index
         safe = xp.where(self.keep, targets, 0)
-        lse = _logsumexp(xp, logits, -1)[:, 0]
+        p = xp.empty_like(logits)                       # softmax(z), kept for backward
+        lse = xp.empty(logits.shape[0], dtype=logits.dtype)
+
+        def kernel(lo, hi):
+            z, e = logits[lo:hi], p[lo:hi]
+            m = z.max(axis=-1, keepdims=True)
+            m[~xp.isfinite(m)] = 0                      # a row of -inf stays -inf, not NaN
+            xp.subtract(z, m, out=e)
+            xp.exp(e, out=e)
+            total = e.sum(axis=-1, keepdims=True)
+            e /= total
+            lse[lo:hi] = (m + xp.log(total))[:, 0]
+        parallel_for(kernel, logits.shape[0], logits.size, xp=xp)
         losses = (lse - logits[rows, safe]) * self.keep
         self.count = int(self.keep.sum())
-        self.logits, self.lse, self.rows, self.safe = logits, lse, rows, safe
+        self.p, self.rows, self.safe = p, rows, safe
         return xp.asarray(losses.sum() / self.count if self.count else xp.nan, dtype=logits.dtype)
 
     def backward(self, g):
         xp = self.xp
         if self.count == 0:
-            return xp.zeros_like(self.logits)
-        grad = xp.exp(self.logits - self.lse[:, None])
+            return xp.zeros_like(self.p)
+        grad = self.p                                   # ours to overwrite: freed after this
         grad[self.rows, self.safe] -= 1
         grad *= (self.keep * (g / self.count))[:, None].astype(grad.dtype)
         return grad
@@ -79,65 +91,96 @@ class LayerNorm(Function):
     # xhat = (x - mean) / sqrt(var + eps), y = xhat * w + b   (over the last axis)
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
     def forward(self, x, weight, bias, eps=1e-5):
-        xhat = x - x.mean(axis=-1, keepdims=True)
-        var = self.xp.einsum("...i,...i->...", xhat, xhat)[..., None]   # one pass, no temp
-        var /= x.shape[-1]
-        var += eps
-        self.rstd = 1.0 / self.xp.sqrt(var)
-        xhat *= self.rstd
-        self.xhat, self.weight = xhat, weight
-        y = xhat * weight
-        y += bias
-        return y
+        xp = self.xp
+        n = x.shape[-1]
+        x2 = x.reshape(-1, n)
+        xhat, y = xp.empty_like(x2), xp.empty_like(x2)
+        rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+
+        def kernel(lo, hi):
+            xs, xh, r = x2[lo:hi], xhat[lo:hi], rstd[lo:hi]
+            xp.subtract(xs, xs.mean(axis=-1, keepdims=True), out=xh)
+            r[:, 0] = xp.einsum("ri,ri->r", xh, xh)       # one pass, no temporary
+            r /= n
+            r += eps
+            xp.sqrt(r, out=r)
+            xp.reciprocal(r, out=r)
+            xh *= r
+            xp.multiply(xh, weight, out=y[lo:hi])
+            y[lo:hi] += bias
+        parallel_for(kernel, x2.shape[0], x2.size, xp=xp)
+        self.xhat, self.rstd, self.weight = xhat, rstd, weight
+        return y.reshape(x.shape)
 
     def backward(self, g):
-        xhat = self.xhat
+        xp, xhat = self.xp, self.xhat
         n = xhat.shape[-1]
-        rows = g.reshape(-1, n)
-        gw = self.xp.einsum("ri,ri->i", rows, xhat.reshape(-1, n)) if self.needs_grad[1] else None
-        gb = rows.sum(axis=0) if self.needs_grad[2] else None
+        g2 = g.reshape(-1, n)
+        gw = xp.einsum("ri,ri->i", g2, xhat) if self.needs_grad[1] else None
+        gb = g2.sum(axis=0) if self.needs_grad[2] else None
         if not self.needs_grad[0]:
             return None, gw, gb
-        gx = g * self.weight                                           # dxhat
-        m2 = self.xp.einsum("...i,...i->...", gx, xhat)[..., None]     # sum(dxhat * xhat)
-        m2 /= n
-        m1 = gx.mean(axis=-1, keepdims=True)
-        gx -= m1
-        gx -= xhat * m2
-        gx *= self.rstd
-        return gx, gw, gb
+        gx = xp.empty_like(g2)
+
+        def kernel(lo, hi):
+            gs, xh = gx[lo:hi], xhat[lo:hi]
+            xp.multiply(g2[lo:hi], self.weight, out=gs)              # dxhat
+            m2 = xp.einsum("ri,ri->r", gs, xh)[:, None]               # sum(dxhat * xhat)
+            m2 /= n
+            gs -= gs.mean(axis=-1, keepdims=True)
+            gs -= xh * m2
+            gs *= self.rstd[lo:hi]
+        parallel_for(kernel, g2.shape[0], g2.size, xp=xp)
+        return gx.reshape(g.shape), gw, gb
 
 
 @register
 class GeluTanh(Function):
     # y = x/2 (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2's GELU)
     # dy/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-    # (written with in-place updates: this op sees the widest activations, 4 x n_embd)
+    # (in place, piece by piece on every core: this op sees the widest activations, 4 C)
     def forward(self, x):
-        u = x * x
-        u *= 0.044715
-        u += 1
-        u *= x
-        u *= SQRT_2_OVER_PI                   # u = sqrt(2/pi) (x + 0.044715 x^3)
-        self.x, self.t = x, tanh(u)
-        y = self.t + 1
-        y *= x
-        y *= 0.5
-        return y
+        xp = self.xp
+        xf = xp.ascontiguousarray(x).reshape(-1)
+        y, t = xp.empty_like(xf), xp.empty_like(xf)
+
+        def kernel(lo, hi):
+            xs, u, ys = xf[lo:hi], t[lo:hi], y[lo:hi]
+            xp.multiply(xs, xs, out=u)
+            u *= 0.044715
+            u += 1
+            u *= xs
+            u *= SQRT_2_OVER_PI               # u = sqrt(2/pi) (x + 0.044715 x^3)
+            tanh_(u)
+            xp.add(u, 1, out=ys)
+            ys *= xs
+            ys *= 0.5
+        parallel_for(kernel, xf.size, xp=xp)
+        self.x, self.t = xf, t
+        return y.reshape(x.shape)
 
     def backward(self, g):
-        x, t = self.x, self.t
-        d = x * x
-        d *= 3 * 0.044715
-        d += 1
-        d *= SQRT_2_OVER_PI                   # du/dx
-        d *= 1 - t * t                        # 1 - tanh^2 u
-        d *= x
-        d += t
-        d += 1
-        d *= 0.5
-        d *= g
-        return d
+        xp, xf, t = self.xp, self.x, self.t
+        gf = xp.ascontiguousarray(g).reshape(-1)
+        d = xp.empty_like(gf)
+
+        def kernel(lo, hi):
+            xs, ts, ds = xf[lo:hi], t[lo:hi], d[lo:hi]
+            xp.multiply(xs, xs, out=ds)
+            ds *= 3 * 0.044715
+            ds += 1
+            ds *= SQRT_2_OVER_PI              # du/dx
+            sech2 = ts * ts
+            sech2 *= -1
+            sech2 += 1                        # 1 - tanh^2 u
+            ds *= sech2
+            ds *= xs
+            ds += ts
+            ds += 1
+            ds *= 0.5
+            ds *= gf[lo:hi]
+        parallel_for(kernel, xf.size, xp=xp)
+        return d.reshape(g.shape)
 
 
 @register
@@ -186,6 +229,45 @@ class Linear(Function):
         return gx, gw, (g2.sum(axis=0) if self.needs_grad[2] else None)
 
 
+def _attention_forward(xp, q, k, v, causal, scale, dropout_mask):
+    """softmax(q k^T * scale, causal) (* dropout_mask) @ v; returns (y, p, pd)."""
+    s = q @ xp.swapaxes(k, -1, -2)                 # (..., Tq, Tk)
+    tq, tk = q.shape[-2], k.shape[-2]
+    blocked = xp.triu(xp.ones((tq, tk), dtype=bool), k=tk - tq + 1) if causal else None
+    rows = s.reshape((-1, tq, tk))
+
+    def kernel(lo, hi):                            # scale, mask, softmax, all in place
+        r = rows[lo:hi]
+        r *= scale
+        if blocked is not None:
+            xp.copyto(r, -xp.inf, where=blocked)
+        r -= r.max(axis=-1, keepdims=True)
+        xp.exp(r, out=r)
+        r /= r.sum(axis=-1, keepdims=True)
+    parallel_for(kernel, rows.shape[0], s.size, xp=xp)
+    pd = s if dropout_mask is None else s * dropout_mask
+    return pd @ v, s, pd
+
+
+def _attention_backward(xp, g, q, k, v, p, pd, scale, dropout_mask, needs=(True, True, True)):
+    gv = xp.swapaxes(pd, -1, -2) @ g if needs[2] else None
+    gs = g @ xp.swapaxes(v, -1, -2)                # d pd
+    if dropout_mask is not None:
+        gs *= dropout_mask                         # d p
+    tq, tk = gs.shape[-2:]
+    rows, prows = gs.reshape((-1, tq, tk)), p.reshape((-1, tq, tk))
+
+    def kernel(lo, hi):                            # d s = p (dp - sum(dp p)) * scale
+        r, pr = rows[lo:hi], prows[lo:hi]
+        r -= xp.einsum("bij,bij->bi", r, pr)[..., None]
+        r *= pr
+        r *= scale
+    parallel_for(kernel, rows.shape[0], gs.size, xp=xp)
+    gq = gs @ k if needs[0] else None
+    gk = xp.swapaxes(gs, -1, -2) @ q if needs[1] else None
+    return gq, gk, gv
+
+
 @register
 class Attention(Function):
     # causal scaled dot-product attention, q (..., Tq, hs), k (..., Tk, hs), v (..., Tk, hv):
@@ -194,31 +276,42 @@ class Attention(Function):
     # dv = pd^T g;  dpd = g v^T;  dp = dpd * mask;  ds = p (dp - sum(dp p));  dq = ds k scale;
     # dk = ds^T q scale
     def forward(self, q, k, v, causal=True, scale=None, dropout_mask=None):
-        xp = self.xp
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        s = q @ xp.swapaxes(k, -1, -2)                 # (..., Tq, Tk)
-        s *= self.scale
-        if causal:
-            tq, tk = q.shape[-2], k.shape[-2]
-            blocked = xp.triu(xp.ones((tq, tk), dtype=bool), k=tk - tq + 1)
-            xp.copyto(s, -xp.inf, where=blocked)       # in place: no masked copy
-        s -= s.max(axis=-1, keepdims=True)             # softmax, in place
-        xp.exp(s, out=s)
-        s /= s.sum(axis=-1, keepdims=True)
-        self.p, self.mask = s, dropout_mask
-        pd = s if dropout_mask is None else s * dropout_mask
-        self.q, self.k, self.v, self.pd = q, k, v, pd
-        return pd @ v
+        y, self.p, self.pd = _attention_forward(self.xp, q, k, v, causal, self.scale,
+                                                dropout_mask)
+        self.q, self.k, self.v, self.mask = q, k, v, dropout_mask
+        return y
+
+    def backward(self, g):
+        return _attention_backward(self.xp, g, self.q, self.k, self.v, self.p, self.pd,
+                                   self.scale, self.mask, self.needs_grad)
+
+
+@register
+class MultiHeadAttention(Function):
+    # The whole attention of a GPT block after c_attn, in one node:
+    # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
+    # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested
+    # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
+    # writes dq, dk, dv straight into one (B, T, 3C) gradient.
+    def forward(self, qkv, n_head, causal=True, dropout_mask=None):
+        xp = self.xp
+        B, T, C3 = qkv.shape
+        hs = C3 // (3 * n_head)
+        heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
+        q, k, v = heads                                # 3 x (B, nh, T, hs)
+        self.scale = 1.0 / math.sqrt(hs)
+        y, self.p, self.pd = _attention_forward(xp, q, k, v, causal, self.scale, dropout_mask)
+        self.q, self.k, self.v, self.mask = q, k, v, dropout_mask
+        return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
 
     def backward(self, g):
         xp = self.xp
-        gv = xp.swapaxes(self.pd, -1, -2) @ g if self.needs_grad[2] else None
-        gs = g @ xp.swapaxes(self.v, -1, -2)           # d pd
-        if self.mask is not None:
-            gs *= self.mask                            # d p
-        gs -= xp.einsum("...ij,...ij->...i", gs, self.p)[..., None]
-        gs *= self.p                                   # d s = p (dp - sum(dp p))
-        gs *= self.scale
-        gq = gs @ self.k if self.needs_grad[0] else None
-        gk = xp.swapaxes(gs, -1, -2) @ self.q if self.needs_grad[1] else None
-        return gq, gk, gv
+        B, nh, T, hs = self.q.shape
+        g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
+        gq, gk, gv = _attention_backward(xp, g, self.q, self.k, self.v, self.p, self.pd,
+                                         self.scale, self.mask)
+        grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
+        for i, gi in enumerate((gq, gk, gv)):
+            grad[:, :, i] = gi.transpose(0, 2, 1, 3)    # (B, nh, T, hs) -> (B, T, nh, hs)
+        return grad.reshape(B, T, 3 * nh * hs)

@@ -235,6 +235,21 @@ def _ref_attention(q, k, v, causal, scale, dropout_mask):
     return p @ v
 
 
+def _mha(data):
+    B, T, nh, hs = (data.draw(st.integers(1, 3)) for _ in range(4))
+    consts = {"n_head": nh, "causal": data.draw(st.booleans()), "dropout_mask": None}
+    if data.draw(st.booleans()):
+        consts["dropout_mask"] = data.draw(hnp.arrays(np.bool_, (B, nh, T, T))) / 0.5
+    return [arr(data, (B, T, 3 * nh * hs))], consts
+
+
+def _ref_mha(qkv, n_head, causal, dropout_mask):
+    B, T, C3 = qkv.shape
+    q, k, v = (a.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3) for a in np.split(qkv, 3, -1))
+    y = _ref_attention(q, k, v, causal, None, dropout_mask)
+    return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)
+
+
 _erf = np.vectorize(math.erf)
 
 
@@ -293,6 +308,7 @@ SPECS = {
     "Dropout": Spec(_dropout, FU.Dropout.apply, lambda x, mask: x * mask),
     "Linear": Spec(_linear, FU.Linear.apply, _ref_linear),
     "Attention": Spec(_attention, FU.Attention.apply, _ref_attention),
+    "MultiHeadAttention": Spec(_mha, FU.MultiHeadAttention.apply, _ref_mha),
 }
 
 # Composite (primitive-built) functions compared with their fused twins.

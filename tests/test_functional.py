@@ -148,3 +148,21 @@ def test_embedding_errors_and_gradient():
         F.embedding(np.array([0.0]), w)
     F.embedding(np.array([[1, 1], [3, 1]]), w).sum().backward()
     np.testing.assert_array_equal(w.grad.numpy()[:, 0], [0, 3, 0, 1])
+
+
+@given(st.data())
+def test_multi_head_attention_matches_split_heads_composite(data):
+    B, T, nh, hs = (data.draw(st.integers(1, 3)) for _ in range(4))
+    width = nh * hs
+    qkv = data.draw(arrays((B, T, 3 * width)))
+
+    def composite(t):
+        q, k, v = (a.reshape(B, T, nh, hs).transpose(1, 2) for a in t.split(width, dim=2))
+        y = _comp_attention(q, k, v)
+        return y.transpose(1, 2).reshape(B, T, width)
+
+    same_value_and_grad(lambda t: F.multi_head_attention(t, nh), composite, [qkv])
+
+
+def _comp_attention(q, k, v):
+    return C.attention(q, k, v, is_causal=True)
