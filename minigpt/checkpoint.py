@@ -26,6 +26,10 @@ Layout of ``ckpt.safetensors`` (format ``minigpt-checkpoint-1``):
 The file is written by ``minigrad.serialization.save``: a temp file, fsync, rename; a crash
 while saving leaves the previous checkpoint as it was. Every tensor and the metadata carry a
 CRC-32, so a truncated or damaged file raises ``CheckpointError`` naming the file.
+
+Nothing in the file is trusted: ``load_checkpoint`` checks every metadata field's type and
+range (the RNG state included; ``BatchSampler.set_state`` checks the data cursor), and that
+the model config needs no more weights than the file holds, before anything is built.
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ from pathlib import Path
 from minigrad import serialization
 from minigrad.errors import SerializationError
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, MinigptError
+from .gpt2 import check_weights_fit
 from .model import GPT, GPTConfig
 
 FORMAT = "minigpt-checkpoint-1"
@@ -93,12 +98,17 @@ class Checkpoint:
                                       f"optimizer: {exc}") from None
 
     def tokenizer(self):
+        """The saved tokenizer (its file's checksum verified); it must fit the model."""
         from .data import tokenizer_from_text
         try:
-            return tokenizer_from_text(self.tokenizer_text, f"{self.path} (tokenizer)")
-        except Exception as exc:
+            tok = tokenizer_from_text(self.tokenizer_text, f"{self.path} (tokenizer)")
+        except MinigptError as exc:
             raise CheckpointError(f"{self.path}: the saved tokenizer is unreadable: {exc}") \
                 from None
+        if tok.vocab_size > self.model_config.vocab_size:
+            raise CheckpointError(f"{self.path}: the saved tokenizer has {tok.vocab_size} ids "
+                                  f"but the model only {self.model_config.vocab_size}")
+        return tok
 
 
 def save_checkpoint(path, model, optimizer=None, *, step: int, train_config: dict,
@@ -157,18 +167,31 @@ def load_checkpoint(path) -> Checkpoint:
             return default
         try:
             return json.loads(meta[name])
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: metadata {name!r} is not valid JSON ({exc})") \
-                from None
+        except (ValueError, RecursionError) as exc:   # bad JSON, huge number, deep nesting
+            raise CheckpointError(f"{path}: metadata {name!r} is not valid JSON "
+                                  f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
+    def bad(name, expected, value):
+        raise CheckpointError(f"{path}: metadata {name!r} must be {expected}, got "
+                              f"{str(value)[:120]}")
+
+    config_dict = field_("model_config")
+    if not isinstance(config_dict, dict):
+        bad("model_config", "a JSON object of GPTConfig fields", config_dict)
     try:
-        model_config = GPTConfig.from_dict(field_("model_config"))
+        model_config = GPTConfig.from_dict(config_dict)
     except (ConfigError, TypeError) as exc:
         raise CheckpointError(f"{path}: bad model config: {exc}") from None
+    eps = model_config.layer_norm_epsilon
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        bad("model_config", "a config with layer_norm_epsilon in (0, 1)", eps)
+    if not isinstance(model_config.bias, bool):
+        bad("model_config", "a config with a bool bias", model_config.bias)
     step = field_("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"{path}: metadata 'step' must be a non-negative int, got {step!r}")
     model_state = {k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}
+    check_weights_fit(model_config, model_state, str(path))
     optim = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
     optimizer_state = None
     if "optimizer" in meta:
@@ -179,10 +202,38 @@ def load_checkpoint(path) -> Checkpoint:
     train_config = field_("train_config")
     if not isinstance(train_config, dict):
         raise CheckpointError(f"{path}: metadata 'train_config' must be a JSON object")
+    rng_state = field_("rng_state")
+    if rng_state is not None:
+        _check_rng_state(path, rng_state)
+    data_state = field_("data_state")   # BatchSampler.set_state checks it in full
+    if data_state is not None and not isinstance(data_state, dict):
+        bad("data_state", "a JSON object (BatchSampler.state())", data_state)
+    extra = field_("extra", {})
+    if extra is None:
+        extra = {}
+    if not isinstance(extra, dict):
+        bad("extra", "a JSON object", extra)
+    elapsed = extra.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not elapsed >= 0:
+        bad("extra", "an object whose elapsed_s is a number >= 0", elapsed)
     return Checkpoint(path=path, model_config=model_config, train_config=train_config,
                       step=step, model_state=model_state, optimizer_state=optimizer_state,
-                      tokenizer_text=meta["tokenizer"], rng_state=field_("rng_state"),
-                      data_state=field_("data_state"), extra=field_("extra", {}) or {})
+                      tokenizer_text=meta["tokenizer"], rng_state=rng_state,
+                      data_state=data_state, extra=extra)
+
+
+def _check_rng_state(path, state) -> None:
+    """CheckpointError unless ``state`` is a NumPy bit generator state of the kind minigrad
+    uses (set on a scratch generator, so minigrad's own is untouched)."""
+    from minigrad import backend
+    kind = type(backend.rng("cpu").bit_generator)
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != kind.__name__:
+            raise ValueError(f"expected a {kind.__name__} state")
+        kind().state = state
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: metadata 'rng_state' is damaged ({exc}): "
+                              f"{str(state)[:120]}") from None
 
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "checkpoint_path", "FORMAT",

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import builtin_corpus
-from .errors import MinigptError, TokenizerError, TokenizerFileError
+from .errors import DataError, TokenizerError, TokenizerFileError
 from .tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 from .tokenizer_io import atomic_write
 
@@ -38,10 +38,6 @@ CACHE_VERSION = 1
 EOT = "<|endoftext|>"
 TOKENIZERS = ("bpe", "char")
 BPE_PATTERN = "gpt4"
-
-
-class DataError(MinigptError, ValueError):
-    """A training text that cannot be used: missing, empty, not UTF-8, too short."""
 
 
 # ----------------------------------------------------------------------------- text
@@ -130,9 +126,14 @@ def tokenizer_to_text(tok) -> str:
 def tokenizer_from_text(text: str, where: str = "tokenizer"):
     """The inverse of ``tokenizer_to_text`` (the file's checksum is verified)."""
     import tempfile
+    try:
+        raw = text.encode("utf-8")
+    except (AttributeError, UnicodeEncodeError):   # not str; lone surrogates
+        raise TokenizerFileError(f"{where}: expected the text of a tokenizer file, got "
+                                 f"{type(text).__name__} {str(text)[:40]!r}") from None
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "tokenizer.txt"
-        p.write_text(text, encoding="utf-8", newline="")
+        p.write_bytes(raw)
         try:
             return load_tokenizer(p)
         except TokenizerFileError as exc:
@@ -314,6 +315,16 @@ class BatchSampler:
 
     def __init__(self, ids: np.ndarray, block_size: int, batch_size: int, seed: int,
                  name: str = "train"):
+        for arg, value, low in (("block_size", block_size, 1), ("batch_size", batch_size, 1),
+                                ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise DataError(f"BatchSampler: {arg} must be an int >= {low}, got "
+                                f"{type(value).__name__} {value!r}")
+        if not (hasattr(ids, "dtype") and hasattr(ids, "ndim")):
+            ids = np.asarray(ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise DataError(f"BatchSampler: ids must be a 1-D array of integer token ids, got "
+                            f"shape {tuple(ids.shape)} and dtype {ids.dtype}")
         if len(ids) <= block_size:
             raise DataError(f"the {name} split has {len(ids)} tokens, fewer than block_size + 1 "
                             f"= {block_size + 1}; use more data, a smaller block_size or a "
@@ -343,12 +354,33 @@ class BatchSampler:
                 "batches_drawn": self.batches_drawn}
 
     def set_state(self, state: dict) -> None:
+        """Put the sampler back at a ``state()`` (e.g. a checkpoint's data cursor); a state
+        that is not one is a DataError (nothing changes)."""
+        check_sampler_state(state)
         bg = np.random.PCG64()
         bg.state = state["bit_generator"]
         self.rng = np.random.Generator(bg)
         self.batches_drawn = int(state["batches_drawn"])
 
 
-__all__ = ["DataError", "PreparedData", "BatchSampler", "prepare_data", "read_text",
+def check_sampler_state(state) -> None:
+    """DataError unless ``state`` is a ``BatchSampler.state()``: {"bit_generator": a PCG64
+    state, "batches_drawn": int >= 0}."""
+    try:
+        if not isinstance(state, dict) or set(state) != {"bit_generator", "batches_drawn"}:
+            raise ValueError("expected the keys ['batches_drawn', 'bit_generator']")
+        n = state["batches_drawn"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"batches_drawn must be an int >= 0, got {n!r}")
+        bg = state["bit_generator"]
+        if not isinstance(bg, dict) or bg.get("bit_generator") != "PCG64":
+            raise ValueError("bit_generator must be a PCG64 state")
+        np.random.PCG64().state = bg   # NumPy checks the fields and their ranges
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise DataError(f"BatchSampler.set_state: not a sampler state ({exc}): "
+                        f"{str(state)[:120]}") from None
+
+
+__all__ = ["DataError", "PreparedData", "BatchSampler", "check_sampler_state", "prepare_data", "read_text",
            "split_text", "cached_ids", "cached_tokenizer", "tokenizer_to_text",
            "tokenizer_from_text", "ids_dtype", "sha256_hex", "encode_text"]

@@ -8,18 +8,46 @@ hold no weights and are skipped.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from minigrad import backend
+from minigrad import backend, serialization
+from minigrad.errors import SerializationError, StateDictError
 
 from .errors import CheckpointError, ConfigError
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 MASK_BUFFERS = ("attn.bias", "attn.masked_bias")
+
+
+def min_num_weights(config) -> int:
+    """A lower bound on the number of weights a GPT of ``config`` holds: the embeddings
+    (vocab_size + block_size rows of n_embd) and 12 n_embd^2 per block (attention 4 C^2,
+    MLP 8 C^2).
+
+    Loaders compare it with the weights a file really holds *before* building the model,
+    so sizes written in a config (a checkpoint's model_config, a config.json, the number of
+    layer names) cannot make the model allocate more memory than the file itself carries.
+    >>> from minigpt.model import GPTConfig
+    >>> min_num_weights(GPTConfig(vocab_size=10, block_size=4, n_layer=2, n_head=1, n_embd=8))
+    1648
+    """
+    c = config.n_embd
+    return (config.vocab_size + config.block_size) * c + 12 * config.n_layer * c * c
+
+
+def check_weights_fit(config, state: dict, where: str) -> None:
+    """CheckpointError unless ``state`` ({name: array}) holds at least
+    ``min_num_weights(config)`` weights (see there)."""
+    have = sum(int(np.prod(getattr(v, "shape", ()))) for v in state.values())
+    need = min_num_weights(config)
+    if need > have:
+        raise CheckpointError(f"{where}: the model config (vocab_size {config.vocab_size}, "
+                              f"block_size {config.block_size}, n_layer {config.n_layer}, "
+                              f"n_embd {config.n_embd}) needs at least {need:,} weights but "
+                              f"the file holds {have:,}; the config or the weights are damaged")
 
 
 def _as_numpy(v):
@@ -52,9 +80,18 @@ def from_gpt2_state_dict(cls, sd, n_head=None, dtype=None, device=None):
         if key not in sd:
             raise CheckpointError(f"from_gpt2_state_dict: missing {key!r}; got keys such as "
                                   f"{sorted(sd)[:5]}")
-    vocab_size, n_embd = sd["transformer.wte.weight"].shape
-    block_size = sd["transformer.wpe.weight"].shape[0]
-    layers = {int(m.group(1)) for k in sd if (m := re.match(r"transformer\.h\.(\d+)\.", k))}
+    wte, wpe = sd["transformer.wte.weight"], sd["transformer.wpe.weight"]
+    if wte.ndim != 2 or wpe.ndim != 2 or wte.shape[1] != wpe.shape[1] or wte.dtype.kind != "f":
+        raise CheckpointError(f"from_gpt2_state_dict: transformer.wte.weight (vocab_size, "
+                              f"n_embd) and transformer.wpe.weight (block_size, n_embd) must be "
+                              f"float matrices of the same width, got shapes {wte.shape} and "
+                              f"{wpe.shape}, dtype {wte.dtype}")
+    vocab_size, n_embd = wte.shape
+    block_size = wpe.shape[0]
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"transformer\.h\.(\d{1,6})\.", k))}
+    if layers != set(range(len(layers))):
+        raise CheckpointError(f"from_gpt2_state_dict: the blocks transformer.h.<i> must be "
+                              f"numbered 0..n_layer-1, got {sorted(layers)[:10]}")
     if n_head is None:
         if n_embd % 64:
             raise ConfigError(f"from_gpt2_state_dict: cannot infer n_head for n_embd {n_embd} "
@@ -63,6 +100,7 @@ def from_gpt2_state_dict(cls, sd, n_head=None, dtype=None, device=None):
     config = GPTConfig(vocab_size=int(vocab_size), block_size=int(block_size),
                        n_layer=len(layers), n_head=int(n_head), n_embd=int(n_embd),
                        dropout=0.0, bias="transformer.ln_f.bias" in sd)
+    check_weights_fit(config, sd, "from_gpt2_state_dict")
     model = cls(config, dtype=dtype, device=device)
     ours = {}
     for name, value in sd.items():
@@ -73,8 +111,12 @@ def from_gpt2_state_dict(cls, sd, n_head=None, dtype=None, device=None):
             continue
         ours[name] = value.T if name.endswith(CONV1D) else value
     ours["lm_head.weight"] = sd["transformer.wte.weight"]
-    model.load_state_dict({k: v.astype(model.transformer.wte.weight.dtype) for k, v in
-                           ours.items()}, strict=True)
+    try:
+        model.load_state_dict({k: v.astype(model.transformer.wte.weight.dtype) for k, v in
+                               ours.items()}, strict=True)
+    except (StateDictError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"from_gpt2_state_dict: the weights do not fit a GPT-2 of "
+                              f"{config}: {exc}") from None
     return model
 
 
@@ -108,9 +150,11 @@ def save_pretrained(model, path) -> None:
 
 
 def from_pretrained(cls, path, dtype=None, device=None):
-    """Read a local folder with config.json and model.safetensors (GPT-2 layout)."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """Read a local folder with config.json and model.safetensors (GPT-2 layout).
+
+    Anything wrong inside the two files is a CheckpointError (or a ConfigError for sizes a
+    GPT cannot have); the weights file is validated (header, sizes, checksum when minigrad
+    wrote it) before anything is allocated."""
     path = Path(path)
     cfg_path, weights = path / "config.json", path / "model.safetensors"
     for p in (cfg_path, weights):
@@ -118,18 +162,25 @@ def from_pretrained(cls, path, dtype=None, device=None):
             raise CheckpointError(f"from_pretrained: {p} does not exist (expected a folder "
                                   "with config.json and model.safetensors)")
     try:
-        cfg = json.loads(cfg_path.read_text())
-        n_head = int(cfg["n_head"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"from_pretrained: {cfg_path} is not a GPT-2 config with "
-                              f"n_head ({exc})") from None
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:   # not UTF-8, not JSON, nested too deeply
+        raise CheckpointError(f"from_pretrained: {cfg_path} is not a JSON file "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    n_head = cfg.get("n_head") if isinstance(cfg, dict) else None
+    eps = cfg.get("layer_norm_epsilon", 1e-5) if isinstance(cfg, dict) else None
+    if isinstance(n_head, bool) or not isinstance(n_head, int) or n_head < 1:
+        raise CheckpointError(f"from_pretrained: {cfg_path} must be a GPT-2 config object "
+                              f"with an int n_head >= 1, got n_head {str(n_head)[:60]}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise CheckpointError(f"from_pretrained: {cfg_path}: layer_norm_epsilon must be a "
+                              f"number in (0, 1), got {str(eps)[:60]}")
     try:
-        sd = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
+        sd = serialization.load_arrays(weights)   # validated before anything is allocated
+    except SerializationError as exc:
         raise CheckpointError(f"from_pretrained: {weights} is not a readable safetensors "
                               f"file ({exc})") from None
     model = from_gpt2_state_dict(cls, sd, n_head=n_head, dtype=dtype, device=device)
-    model.config.layer_norm_epsilon = float(cfg.get("layer_norm_epsilon", 1e-5))
+    model.config.layer_norm_epsilon = float(eps)
     for m in model.modules():
         if hasattr(m, "eps"):
             m.eps = model.config.layer_norm_epsilon
@@ -137,9 +188,6 @@ def from_pretrained(cls, path, dtype=None, device=None):
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Temp file in the same folder, fsync, rename (see minigpt.tokenizer_io.atomic_write)."""
+    from .tokenizer_io import atomic_write
+    atomic_write(path, data)

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from .checkpoint import load_checkpoint as _load_ckpt
-from .errors import CheckpointError, MinigptError, TokenizerError
+from .errors import CheckpointError, ConfigError, MinigptError, TokenizerError
 
 
 def load_checkpoint(path="out", device=None):
@@ -52,7 +52,14 @@ def sample(model, tokenizer, prompt: str = "", max_new_tokens: int = 200,
     if given, is called with each new piece of text as soon as it decodes, starting with the
     prompt, then ``stream(None)`` after each sample. Sample k draws from its own generator,
     spawned from ``seed`` (reproducible when ``seed`` is given).
+
+    A setting out of range is a ConfigError naming it; a prompt that is not str, or that
+    holds a character a character vocabulary lacks, is a TokenizerError.
     """
+    check_sampling_settings(max_new_tokens=max_new_tokens, temperature=temperature,
+                            top_k=top_k, top_p=top_p, num_samples=num_samples, seed=seed)
+    if not isinstance(prompt, str):
+        raise TokenizerError(f"sample: prompt must be str, got {type(prompt).__name__}")
     ids, hidden = start_ids(tokenizer, prompt)
     eot = tokenizer.eot_token
     seeds = np.random.SeedSequence(seed).spawn(num_samples)
@@ -83,6 +90,30 @@ def sample(model, tokenizer, prompt: str = "", max_new_tokens: int = 200,
             stream(None)
         texts.append(text)
     return texts
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def check_sampling_settings(*, max_new_tokens=0, temperature=1.0, top_k=None, top_p=None,
+                            num_samples=1, seed=None) -> None:
+    """ConfigError naming the first setting out of range (the same rules as the flags of
+    ``minigpt sample``)."""
+    def need(ok, name, expected, value):
+        if not ok:
+            raise ConfigError(f"sample: {name} must be {expected}, got {value!r}")
+
+    need(_is_int(max_new_tokens) and max_new_tokens >= 0, "max_new_tokens", "an int >= 0",
+         max_new_tokens)
+    need(isinstance(temperature, (int, float, np.floating)) and not isinstance(temperature, bool)
+         and 0 <= temperature < float("inf"), "temperature", "a finite number >= 0 (0: greedy)",
+         temperature)
+    need(top_k is None or (_is_int(top_k) and top_k >= 1), "top_k", "an int >= 1 or None", top_k)
+    need(top_p is None or (isinstance(top_p, (int, float, np.floating)) and not isinstance(
+        top_p, bool) and 0 < top_p <= 1), "top_p", "a number in (0, 1] or None", top_p)
+    need(_is_int(num_samples) and num_samples >= 1, "num_samples", "an int >= 1", num_samples)
+    need(seed is None or (_is_int(seed) and seed >= 0), "seed", "an int >= 0 or None", seed)
 
 
 def print_stream(piece, file=None, separator="\n---------------\n"):
@@ -130,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.num_samples < 1:
-        print(f"minigpt sample: error: --num_samples must be >= 1, got {args.num_samples}",
-              file=sys.stderr)
+    try:
+        check_sampling_settings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p,
+                                num_samples=args.num_samples, seed=args.seed)
+    except ConfigError as exc:
+        print(f"minigpt sample: error: --{str(exc)[len('sample: '):]}", file=sys.stderr)
         return 2
     try:
         model, tok, ckpt = load_checkpoint(args.ckpt, device=args.device)

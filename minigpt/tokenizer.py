@@ -29,6 +29,7 @@ from itertools import chain, repeat
 from typing import Iterable, Mapping, Sequence
 
 import regex
+from numpy import integer as np_integer
 
 from minigpt import tokenizer_io as _io
 from minigpt.errors import TokenizerError, TokenizerFileError
@@ -46,6 +47,13 @@ EOT = "<|endoftext|>"
 
 _LONG_CHUNK = 256      # chunks longer than this (in bytes) use the O(n log n) heap encoder
 _CACHE_MAX = 100_000   # the chunk cache is cleared when it grows past this many entries
+
+# Limits that keep a hostile or damaged tokenizer file from allocating unbounded memory (a
+# few lines of merges (256, 256) -> 257, (257, 257) -> 258, ... double a token's length each
+# time). Real vocabularies are far below them: GPT-4's longest token has 128 bytes.
+MAX_TOKEN_ID = 2 ** 31 - 1          # ids fit an int32 (and the uint32 token cache)
+MAX_TOKEN_BYTES = 2 ** 16           # bytes in one token
+_VOCAB_BYTES_BASE = 2 ** 20         # all tokens together: at most 1 MiB + 256 bytes per token
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -146,6 +154,49 @@ def _bpe_long(ids: list[int], ranks: dict, rank_to_id: list[int]) -> list[int]:
     return [t for t, a in zip(tok, alive) if a]
 
 
+def _split_token(token: bytes, ranks: Mapping[bytes, int], limit: int):
+    """The two parts BPE leaves ``token`` in when it may use only tokens ranked below
+    ``limit`` (merging the lowest-ranked adjacent pair first, leftmost on ties), or None.
+
+    The same result as minbpe's rescan loop in O(n log n): a heap of (rank, position) over a
+    linked list of parts, so a long token in a hostile rank file cannot take O(n^2) steps.
+    >>> _split_token(b"abc", {b"ab": 0, b"bc": 1, b"abc": 2}, 2)
+    (b'ab', b'c')
+    """
+    n = len(token)
+    parts = [token[i:i + 1] for i in range(n)]
+    nxt, prv, alive = list(range(1, n + 1)), list(range(-1, n - 1)), [True] * n
+    get = ranks.get
+
+    def rank_of(i, j):
+        r = get(parts[i] + parts[j])
+        return r if r is not None and r < limit else None
+
+    heap = [(r, i) for i in range(n - 1) if (r := rank_of(i, i + 1)) is not None]
+    heapq.heapify(heap)
+    count = n
+    while heap and count > 2:
+        r, i = heapq.heappop(heap)
+        j = nxt[i]
+        if not alive[i] or j >= n or rank_of(i, j) != r:
+            continue  # stale entry
+        parts[i] += parts[j]
+        alive[j] = False
+        count -= 1
+        nxt[i] = k = nxt[j]
+        if k < n:
+            prv[k] = i
+            if (r := rank_of(i, k)) is not None:
+                heapq.heappush(heap, (r, i))
+        h = prv[i]
+        if h >= 0 and (r := rank_of(h, i)) is not None:
+            heapq.heappush(heap, (r, h))
+    if count != 2:
+        return None
+    left = alive.index(True)
+    return parts[left], parts[nxt[left]]
+
+
 def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int, verbose: bool = False,
                  final: dict | None = None) -> list[tuple[int, int]]:
     """Learn up to ``num_merges`` merges from distinct chunks and their frequencies.
@@ -222,6 +273,27 @@ def train_merges(chunk_counts: Mapping[bytes, int], num_merges: int, verbose: bo
     return merges
 
 
+def _token_id(x, what: str) -> int:
+    """``x`` as a token id in 0..MAX_TOKEN_ID, else a TokenizerError naming ``what``."""
+    if isinstance(x, bool) or not isinstance(x, (int, np_integer)) or not 0 <= x <= MAX_TOKEN_ID:
+        raise TokenizerError(f"Tokenizer: {what} must be an int id in 0..{MAX_TOKEN_ID}, got "
+                             f"{x!r}"[:200])
+    return int(x)
+
+
+def _check_ids(ids, vocab, size: int) -> None:
+    """Raise a TokenizerError naming the first id of ``ids`` that is not an int in ``vocab``
+    (the slow path of decode, only to build a precise message)."""
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        raise TokenizerError(f"decode: ids must be an iterable of int, got {type(ids).__name__}")
+    for i in ids:
+        ok = isinstance(i, (int, np_integer)) and not isinstance(i, bool)
+        if not ok or i not in vocab:
+            bad = i if ok else f"{i!r} ({type(i).__name__})"
+            raise TokenizerError(f"decode: id {bad} is outside the vocabulary (size {size}): "
+                                 f"expected an int id in 0..{size - 1}"[:300])
+
+
 def _resolve_pattern(pattern: str | None, where: str) -> str:
     if pattern is None:
         return ""
@@ -287,23 +359,41 @@ class Tokenizer:
         self._covering = self.pattern in PATTERNS.values()
         if byte_ids is None:
             byte_ids = range(256)
-        byte_ids = [int(i) for i in byte_ids]
-        if len(byte_ids) != 256 or len(set(byte_ids)) != 256 or min(byte_ids) < 0:
-            raise TokenizerError("Tokenizer: byte_ids must be 256 distinct non-negative ids")
+        byte_ids = [_token_id(i, "byte_ids entry") for i in byte_ids]
+        if len(byte_ids) != 256 or len(set(byte_ids)) != 256:
+            raise TokenizerError(f"Tokenizer: byte_ids must be 256 distinct ids in "
+                                 f"0..{MAX_TOKEN_ID}, got {len(set(byte_ids))} distinct of "
+                                 f"{len(byte_ids)}")
         self._byte_ids = None if byte_ids == list(range(256)) else tuple(byte_ids)
         vocab = {i: bytes([b]) for b, i in enumerate(byte_ids)}
         if not isinstance(merges, Mapping):
-            merges = {tuple(p): 256 + r for r, p in enumerate(merges)}
+            try:
+                merges = {tuple(p): 256 + r for r, p in enumerate(merges)}
+            except TypeError:
+                raise TokenizerError(f"Tokenizer: merges must be a dict {{(a, b): id}} or a "
+                                     f"list of pairs (a, b), got {type(merges).__name__}") from None
         self.merges: dict[tuple[int, int], int] = {}
-        for r, ((a, b), z) in enumerate(merges.items()):
-            a, b, z = int(a), int(b), int(z)
+        total = 256
+        for r, (pair, z) in enumerate(merges.items()):
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise TokenizerError(f"Tokenizer: merge {r} must be a pair of ids (a, b), got "
+                                     f"{pair!r}"[:200])
+            a, b = (_token_id(x, f"merge {r}") for x in pair)
+            z = _token_id(z, f"merge {r} ({a}, {b}) -> new id")
             if a not in vocab or b not in vocab:
                 raise TokenizerError(f"Tokenizer: merge {r} ({a}, {b}) uses an id that no earlier "
                                      "byte or merge defines")
-            if z in vocab or z < 0:
+            if z in vocab:
                 raise TokenizerError(f"Tokenizer: merge {r} ({a}, {b}) -> {z} reuses id {z}")
             if (a, b) in self.merges:
                 raise TokenizerError(f"Tokenizer: merge {r} ({a}, {b}) appears twice")
+            n = len(vocab[a]) + len(vocab[b])
+            total += n
+            if n > MAX_TOKEN_BYTES or total > _VOCAB_BYTES_BASE + 256 * (len(vocab) + 1):
+                raise TokenizerError(f"Tokenizer: merge {r} ({a}, {b}) makes a token of {n} "
+                                     f"bytes ({total} in the whole vocabulary); the limits are "
+                                     f"{MAX_TOKEN_BYTES} per token and 1 MiB + 256 per token "
+                                     "in all (a damaged or hostile merge list?)")
             self.merges[(a, b)] = z
             vocab[z] = vocab[a] + vocab[b]
         self._ranks = {p: r for r, p in enumerate(self.merges)}
@@ -312,9 +402,10 @@ class Tokenizer:
         for s, i in (special_tokens or {}).items():
             if not isinstance(s, str) or not s:
                 raise TokenizerError(f"Tokenizer: a special token must be a non-empty str, got {s!r}")
-            if isinstance(i, bool) or not isinstance(i, int) or i < 0 or i in vocab:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i <= MAX_TOKEN_ID \
+                    or i in vocab:
                 raise TokenizerError(f"Tokenizer: special token {s!r} needs a free non-negative "
-                                     f"int id, got {i!r}")
+                                     f"int id (at most {MAX_TOKEN_ID}), got {i!r}")
             self.special_tokens[s] = i
             vocab[i] = s.encode("utf-8")
         self.vocab: dict[int, bytes] = vocab   # every id -> its bytes (special tokens: UTF-8)
@@ -525,11 +616,7 @@ class Tokenizer:
             return b"".join(map(self.vocab.__getitem__, ids))
         except (KeyError, TypeError):
             pass
-        for i in ids:  # slow path, only to build a precise message
-            if i not in self.vocab:
-                bad = i if isinstance(i, int) else f"{i!r} ({type(i).__name__})"
-                raise TokenizerError(f"decode: id {bad} is outside the vocabulary "
-                                     f"(size {self.vocab_size})") from None
+        _check_ids(ids, self.vocab, self.vocab_size)
         raise TokenizerError(f"decode: ids must be an iterable of int, got {type(ids).__name__}")
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
@@ -588,19 +675,13 @@ class Tokenizer:
         for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
             if len(token) < 2:
                 continue
-            parts = [bytes([x]) for x in token]
-            while len(parts) > 2:  # merge lowest-ranked pair below `rank`
-                best, best_rank = None, rank
-                for k in range(len(parts) - 1):
-                    r = ranks.get(parts[k] + parts[k + 1])
-                    if r is not None and r < best_rank:
-                        best, best_rank = k, r
-                if best is None:
-                    break
-                parts[best:best + 2] = [parts[best] + parts[best + 1]]
-            if len(parts) != 2:
-                raise TokenizerError(f"from_ranks: token {token!r} (rank {rank}) is not the merge "
-                                     "of two lower-ranked tokens")
+            if len(token) > MAX_TOKEN_BYTES:
+                raise TokenizerError(f"from_ranks: token of rank {rank} has {len(token)} bytes, "
+                                     f"more than the limit of {MAX_TOKEN_BYTES}")
+            parts = _split_token(token, ranks, rank)
+            if parts is None:
+                raise TokenizerError(f"from_ranks: token {token[:60]!r} (rank {rank}) is not the "
+                                     "merge of two lower-ranked tokens")
             merges[(ranks[parts[0]], ranks[parts[1]])] = rank
         return cls(merges, pattern, special_tokens, byte_ids=byte_ids)
 
@@ -686,6 +767,7 @@ class CharTokenizer:
             raise TokenizerError("CharTokenizer: the vocabulary has repeated characters")
         self.chars = chars
         self.stoi = {c: i for i, c in enumerate(chars)}
+        self._itos = dict(enumerate(chars))
         self.vocab = {i: c.encode("utf-8", "surrogatepass") for i, c in enumerate(chars)}
 
     @classmethod
@@ -723,12 +805,13 @@ class CharTokenizer:
         return list(text)
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
-        ids = list(ids)
-        n = len(self.chars)
-        for i in ids:
-            if isinstance(i, bool) or not (0 <= i < n) or i != int(i):
-                raise TokenizerError(f"decode: id {i} is outside the vocabulary (size {n})")
-        return "".join(self.chars[int(i)] for i in ids)
+        if not isinstance(ids, (str, bytes)):
+            try:
+                return "".join(map(self._itos.__getitem__, ids))
+            except (KeyError, TypeError):
+                pass
+        _check_ids(ids, self._itos, len(self.chars))
+        raise TokenizerError(f"decode: ids must be an iterable of int, got {type(ids).__name__}")
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         return self.decode(ids).encode("utf-8", "surrogatepass")

@@ -128,7 +128,7 @@ class _Lines:
 
     def count(self, key: str) -> int:
         lineno, rest = self.keyed(key, "<count>")
-        if not rest.isdigit():
+        if not _is_uint(rest):
             _fail(self.path, lineno, f"expected '{key} <count>', got {self.lines[lineno - 1][:60]!r}")
         return int(rest)
 
@@ -159,9 +159,24 @@ def read_kind(path) -> str:
     return check_header(path, first)
 
 
+def _is_uint(s: str) -> bool:
+    """ASCII digits only, at most 10 of them (ids and counts are < 2**31; int() is never
+    asked to parse a huge number)."""
+    return 0 < len(s) <= 10 and s.isascii() and s.isdigit()
+
+
+def _json(s: str):
+    """json.loads, with every way it can fail (bad syntax, a number of more than 4300 digits,
+    nesting deeper than the recursion limit) turned into ValueError."""
+    try:
+        return json.loads(s)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _json_str(L: _Lines, lineno: int, s: str, what: str):
     try:
-        v = json.loads(s)
+        v = _json(s)
     except ValueError:
         v = None
     if not isinstance(v, str):
@@ -171,7 +186,7 @@ def _json_str(L: _Lines, lineno: int, s: str, what: str):
 
 def _ints(L: _Lines, lineno: int, s: str, n: int, what: str) -> list[int]:
     parts = s.split(" ")
-    if len(parts) != n or not all(p.isdigit() and p.isascii() for p in parts):
+    if len(parts) != n or not all(_is_uint(p) for p in parts):
         _fail(L.path, lineno, f"expected {what}, got {s[:60]!r}")
     return [int(p) for p in parts]
 
@@ -222,7 +237,7 @@ def read_char(path) -> list[str]:
     n = L.count("chars")
     lineno, line = L.next("a JSON array of characters")
     try:
-        chars = json.loads(line)
+        chars = _json(line)
     except ValueError:
         chars = None
     if not isinstance(chars, list) or len(chars) != n:
@@ -294,7 +309,7 @@ def _to_unicode(b: bytes) -> str:
 def read_gpt2(encoder_json_path, vocab_bpe_path):
     """Return ``(byte_ids, merges, special_tokens)`` from GPT-2's two files."""
     try:
-        encoder = json.loads(_read_text(encoder_json_path))
+        encoder = _json(_read_text(encoder_json_path))
     except ValueError as e:
         _fail(encoder_json_path, getattr(e, "lineno", None), f"not valid JSON ({e})")
     if not isinstance(encoder, dict) or not all(

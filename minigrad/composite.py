@@ -24,9 +24,10 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     t = targets.data if isinstance(targets, Tensor) else targets
     n = logits.shape[-1]
-    logp = log_softmax(logits.reshape(-1, n), -1)              # (N, C)
     t = t.reshape(-1)
     keep = t != ignore_index
+    flat = logits.reshape(-1, n).masked_fill(~keep[:, None], 0.0)  # ignored rows: no NaN
+    logp = log_softmax(flat, -1)                               # (N, C)
     xp = backend.get_array_module(logp.data)
     picked = logp[xp.arange(t.shape[0]), xp.where(keep, t, 0)]  # (N,)
     kept = Tensor._make(keep.astype(logp.dtype), False)

@@ -1,9 +1,13 @@
 """Constructors: minigrad.tensor, zeros, ones, randn, ... (torch's names and defaults)."""
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 from . import backend
+from .errors import ArgumentError, DTypeError
 from .tensor import DEFAULT_FLOAT, Tensor, _shape_arg, as_dtype
 
 
@@ -13,16 +17,31 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     if isinstance(data, Tensor):
         data = data.data
     if not isinstance(data, np.ndarray) and backend.device_of(data) == "cpu":
-        data = np.asarray(data)
+        try:
+            data = np.asarray(data)
+        except ValueError as exc:   # ragged nested lists
+            raise ArgumentError(f"tensor: data must be a rectangular nested list (every row "
+                                f"the same length), a scalar or an array; got a ragged "
+                                f"{type(data).__name__} ({exc})") from None
     data = data.copy()
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def _full(shape, value, dtype, device, requires_grad):
+def _check_shape(fn: str, shape) -> tuple:
+    """``shape`` (sizes, or one tuple/list of sizes) as a tuple of non-negative ints."""
     shape = _shape_arg(shape)
     for s in shape:
-        if not isinstance(s, (int, np.integer)) or s < 0:
-            raise ValueError(f"shape: sizes must be non-negative ints, got {shape}")
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
+            raise ArgumentError(f"{fn}: sizes must be non-negative ints, got {shape}")
+    return tuple(int(s) for s in shape)
+
+
+def _full(shape, value, dtype, device, requires_grad, fn="shape"):
+    shape = _check_shape(fn, shape)
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        if not (hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
+            raise DTypeError(f"{fn}: fill_value must be a number, got "
+                             f"{type(value).__name__} {value!r}")
     dtype = as_dtype(dtype) or DEFAULT_FLOAT
     xp = backend.xp_for(device or backend.get_default_device())
     return _leaf(xp.full(shape, value, dtype=dtype), requires_grad)
@@ -33,22 +52,22 @@ def _leaf(data, requires_grad):
 
 
 def zeros(*shape, dtype=None, device=None, requires_grad=False):
-    return _full(shape, 0, dtype, device, requires_grad)
+    return _full(shape, 0, dtype, device, requires_grad, "zeros")
 
 
 def ones(*shape, dtype=None, device=None, requires_grad=False):
-    return _full(shape, 1, dtype, device, requires_grad)
+    return _full(shape, 1, dtype, device, requires_grad, "ones")
 
 
 def empty(*shape, dtype=None, device=None, requires_grad=False):
-    return _full(shape, 0, dtype, device, requires_grad)
+    return _full(shape, 0, dtype, device, requires_grad, "empty")
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
     if dtype is None and isinstance(fill_value, (int, np.integer)) and not isinstance(
             fill_value, bool):
         dtype = np.int64
-    return _full(shape, fill_value, dtype, device, requires_grad)
+    return _full(shape, fill_value, dtype, device, requires_grad, "full")
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False):
@@ -69,6 +88,11 @@ def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     if end is None:
         start, end = 0, start
+    for name, v in (("start", start), ("end", end), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ArgumentError(f"arange: {name} must be a finite number, got {v!r}")
+    if step == 0:
+        raise ArgumentError("arange: step must not be 0")
     xp = backend.xp_for(device or backend.get_default_device())
     data = xp.arange(start, end, step)
     if dtype is None and data.dtype.kind == "f":
@@ -79,19 +103,27 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the seeded generator (see manual_seed)."""
     device = backend.check_device(device)
-    data = backend.random_normal(_shape_arg(shape), as_dtype(dtype) or DEFAULT_FLOAT, device)
+    shape = _check_shape("randn", shape)
+    data = backend.random_normal(shape, as_dtype(dtype) or DEFAULT_FLOAT, device)
     return _leaf(data, requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the seeded generator."""
     device = backend.check_device(device)
-    data = backend.random_uniform(_shape_arg(shape), as_dtype(dtype) or DEFAULT_FLOAT, device)
+    shape = _check_shape("rand", shape)
+    data = backend.random_uniform(shape, as_dtype(dtype) or DEFAULT_FLOAT, device)
     return _leaf(data, requires_grad)
 
 
 def randint(low, high, size, dtype=np.int64, device=None):
     device = backend.check_device(device)
+    size = _check_shape("randint", (size,) if isinstance(size, numbers.Integral) else size)
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise ArgumentError(f"randint: {name} must be an int, got {v!r}")
+    if not low < high:
+        raise ArgumentError(f"randint: expected low < high, got low={low}, high={high}")
     gen = backend.rng(device)
     data = gen.integers(low, high, size=size) if device == "cpu" else gen.randint(low, high, size)
     return _leaf(data.astype(dtype), False)

@@ -3,6 +3,22 @@
 These call the fused ops of fused.py (one graph node, hand-derived backward).
 The same functions built from primitives, for reading and stepping through,
 are in minigrad.composite; tests check that both agree, value and gradient.
+
+Numerics (tested in tests/test_numerics.py):
+
+* softmax, log_softmax and cross_entropy shift by the row maximum, so any finite logits
+  (±1e4 in float32, ±1e300 in float64) give finite values and finite gradients.
+* A *masked* entry is -inf (``masked_fill(mask, float("-inf"))``). A row with at least one
+  finite entry is well defined: softmax is exactly 0 on the masked entries, log_softmax is
+  -inf there (log 0) and finite elsewhere, and every gradient is finite (0 on the masked
+  entries). cross_entropy is finite when the target entry is not masked, +inf when it is.
+* A *fully masked* row (every entry -inf) holds no distribution: softmax and log_softmax
+  give NaN on it, as PyTorch does, and ``detect_anomaly()`` names the op. cross_entropy
+  ignores such a row, with zero gradient, when its target is ``ignore_index`` (an ignored
+  row never changes the loss or the gradients, whatever its logits).
+* layer_norm is finite on constant rows (variance 0: the output is the bias).
+* cross_entropy needs at least one row; when every target is ``ignore_index`` the mean is
+  over no rows and the loss is NaN (as in PyTorch), with zero gradients.
 """
 from __future__ import annotations
 
@@ -11,7 +27,7 @@ import numpy as np
 from . import backend
 from . import fused as FU
 from . import ops as O
-from .errors import DTypeError, ShapeError
+from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
 from .tensor import Tensor
 
 
@@ -21,11 +37,21 @@ def _dim(name, x, dim):
     return dim % max(x.ndim, 1)
 
 
+def _float_input(fn: str, name: str, x) -> None:
+    if not isinstance(x, Tensor):
+        raise DTypeError(f"{fn}: {name} must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise DTypeError(f"{fn}: {name} must be a floating-point tensor, got dtype {x.dtype} "
+                         "(convert with .float())")
+
+
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    _float_input("softmax", "input", x)
     return FU.Softmax.apply(x, axis=_dim("softmax", x, dim))
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    _float_input("log_softmax", "input", x)
     return FU.LogSoftmax.apply(x, axis=_dim("log_softmax", x, dim))
 
 
@@ -35,6 +61,7 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     logits (N, C) with targets (N,) as in torch; more leading dims are flattened,
     the class dimension is always the last one. Rows whose target equals
     ``ignore_index`` are left out of the mean."""
+    _float_input("cross_entropy", "logits", logits)
     t = targets.data if isinstance(targets, Tensor) else targets
     if not hasattr(t, "dtype"):
         t = np.asarray(t)
@@ -45,15 +72,22 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
         raise ShapeError(f"cross_entropy: targets of shape {tuple(t.shape)} do not match "
                          f"logits of shape {logits.shape}; expected targets of shape "
                          f"{logits.shape[:-1]} (class dimension last)")
+    if logits.data.size == 0:
+        raise ShapeError(f"cross_entropy: logits must hold at least one row and one class, "
+                         f"got shape {logits.shape} (an empty batch has no mean loss)")
     t = backend.to_device(t, logits.device)
     n_classes = logits.shape[-1]
-    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
+    ignored = t == ignore_index
+    bad = ~ignored & ((t < 0) | (t >= n_classes))
     if bool(bad.any()):
-        raise ValueError(f"cross_entropy: target {int(t[bad].ravel()[0])} is out of range "
-                         f"for {n_classes} classes (expected 0..{n_classes - 1} or "
-                         f"ignore_index={ignore_index})")
+        raise IndexRangeError(f"cross_entropy: target {int(t[bad].ravel()[0])} is out of range "
+                              f"for {n_classes} classes (expected 0..{n_classes - 1} or "
+                              f"ignore_index={ignore_index})")
     flat = logits.reshape(-1, n_classes) if logits.ndim != 2 else logits
-    return FU.CrossEntropy.apply(flat, targets=t.reshape(-1), ignore_index=ignore_index)
+    t = t.reshape(-1)
+    if bool(ignored.any()):   # an ignored row's logits (even -inf or NaN) must not leak in
+        flat = flat.masked_fill(ignored.reshape(-1, 1), 0.0)
+    return FU.CrossEntropy.apply(flat, targets=t, ignore_index=ignore_index)
 
 
 def nll_loss(log_probs: Tensor, targets, ignore_index: int = -100) -> Tensor:
@@ -74,7 +108,7 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
         return FU.GeluTanh.apply(x)
     if approximate == "none":
         return FU.GeluExact.apply(x)
-    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    raise ArgumentError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
@@ -83,6 +117,7 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
     if len(shape) != 1 or x.shape[-1:] != shape:
         raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimension "
                          f"of the input, got input shape {x.shape}")
+    _float_input("layer_norm", "input", x)
     xp = backend.get_array_module(x.data)
     if weight is None:
         weight = Tensor._make(xp.ones(shape, dtype=x.dtype), False)
@@ -91,13 +126,16 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
     for name, p in (("weight", weight), ("bias", bias)):
         if p.shape != shape:
             raise ShapeError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
+        if p.dtype != x.dtype:
+            raise DTypeError(f"layer_norm: {name} has dtype {p.dtype} but the input has "
+                             f"{x.dtype}; convert one of them (.float() / .double())")
     return FU.LayerNorm.apply(x, weight, bias, eps=eps)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
+        raise ArgumentError(f"dropout: p must be in [0, 1], got {p!r}")
     if not training or p == 0:
         return x
     if p == 1:
@@ -114,6 +152,11 @@ def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
                          f"{weight.shape} (expected input (..., {weight.shape[-1]}))")
     if bias is not None and bias.shape != weight.shape[:1]:
         raise ShapeError(f"linear: bias must have shape {weight.shape[:1]}, got {bias.shape}")
+    _float_input("linear", "input", x)
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.dtype != x.dtype:
+            raise DTypeError(f"linear: {name} has dtype {p.dtype} but the input has "
+                             f"{x.dtype}; convert one of them (.float() / .double())")
     args = (x, weight) if bias is None else (x, weight, bias)
     return FU.Linear.apply(*args)
 
@@ -127,8 +170,9 @@ def embedding(idx, weight: Tensor) -> Tensor:
         raise DTypeError(f"embedding: indices must be integers, got dtype {data.dtype}")
     if data.size and (int(data.min()) < 0 or int(data.max()) >= weight.shape[0]):
         bad = int(data.max()) if int(data.max()) >= weight.shape[0] else int(data.min())
-        raise IndexError(f"embedding: index {bad} is out of range for an embedding table "
-                         f"of {weight.shape[0]} rows")
+        raise IndexRangeError(f"embedding: index {bad} is out of range for an embedding "
+                              f"table of {weight.shape[0]} rows (expected 0.."
+                              f"{weight.shape[0] - 1})")
     return O.GetItem.apply(weight, index=backend.to_device(data, weight.device))
 
 

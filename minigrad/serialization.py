@@ -155,9 +155,10 @@ def _parse_header(path, size: int, first8: bytes, read_header) -> dict:
     raw = read_header(n)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:   # not UTF-8, not JSON, nested too deeply
         raise SerializationError(f"{path}: corrupted or not a safetensors file: the header is "
-                                 f"not valid JSON ({exc})") from None
+                                 f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})") \
+            from None
     if not isinstance(header, dict):
         raise SerializationError(f"{path}: corrupted or not a safetensors file: the header is a "
                                  f"JSON {type(header).__name__}, not an object")
@@ -315,12 +316,15 @@ def tensors_to_optimizer_state(tensors: dict, metadata: dict[str, str]) -> dict:
         meta = json.loads(metadata["optimizer"])
         state = {int(i): dict(s) for i, s in meta["state"].items()}
         groups = meta["param_groups"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        if not isinstance(groups, list):
+            raise TypeError(f"param_groups is a {type(groups).__name__}, not a list")
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
         raise SerializationError(f"optimizer state: metadata['optimizer'] is not a saved "
                                  f"optimizer state ({exc})") from None
     for key, value in tensors.items():
         parts = key.split(".")
-        if len(parts) != 3 or parts[0] != "state" or not parts[1].isdigit():
+        if len(parts) != 3 or parts[0] != "state" or not (
+                parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 10):
             raise SerializationError(f"optimizer state: unexpected tensor name {key!r} "
                                      "(expected state.<index>.<name>)")
         if hasattr(value, "data") and hasattr(value, "grad"):

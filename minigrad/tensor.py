@@ -11,7 +11,7 @@ import numpy as np
 
 from . import autograd, backend
 from . import ops as O
-from .errors import DTypeError, GraphError, ShapeError
+from .errors import ArgumentError, DTypeError, GraphError, IndexRangeError, ShapeError
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 
@@ -287,7 +287,7 @@ class Tensor:
 
     def clip(self, min=None, max=None):
         if min is None and max is None:
-            raise ValueError("clip: at least one of min and max must be given")
+            raise ArgumentError("clip: at least one of min and max must be given")
         return O.Clip.apply(self, lo=min, hi=max)
 
     clamp = clip
@@ -352,6 +352,11 @@ class Tensor:
     # ------------------------------------------------------------------ shapes
     def reshape(self, *shape):
         shape = _shape_arg(shape)
+        for s in shape:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < -1:
+                raise ShapeError(f"reshape: sizes must be ints >= 0 (or one -1), got {shape}")
+        if shape.count(-1) > 1:
+            raise ShapeError(f"reshape: only one size can be -1 (inferred), got {shape}")
         size = int(np.prod([s for s in shape if s != -1])) if shape else 1
         if (-1 not in shape and size != self.numel()) or (
                 -1 in shape and (size == 0 or self.numel() % size)):
@@ -374,7 +379,18 @@ class Tensor:
                              f"of shape {self.shape}")
         return O.Permute.apply(self, axes=tuple(d % self.ndim for d in dims))
 
+    def _dim(self, name, dim, ndim=None):
+        """``dim`` as a non-negative axis of a tensor of ``ndim`` dims, else a ShapeError."""
+        ndim = self.ndim if ndim is None else ndim
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or \
+                not -max(ndim, 1) <= dim < max(ndim, 1):
+            raise ShapeError(f"{name}: dim {dim!r} is out of range for a tensor of shape "
+                             f"{self.shape} (expected an int in [{-max(ndim, 1)}, "
+                             f"{max(ndim, 1) - 1}])")
+        return int(dim) % max(ndim, 1)
+
     def transpose(self, dim0=-2, dim1=-1):
+        dim0, dim1 = self._dim("transpose", dim0), self._dim("transpose", dim1)
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         return self.permute(*axes)
@@ -389,18 +405,23 @@ class Tensor:
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        dim = dim % self.ndim
-        if self.shape[dim] != 1:
+        dim = self._dim("squeeze", dim)
+        if self.ndim == 0 or self.shape[dim] != 1:
             return self
         return self.reshape(self.shape[:dim] + self.shape[dim + 1:])
 
     def unsqueeze(self, dim):
-        dim = dim % (self.ndim + 1)
+        dim = self._dim("unsqueeze", dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def split(self, split_size, dim=0):
         """Pieces of ``split_size`` along dim (or of the sizes in a list), like torch."""
+        dim = self._dim("split", dim)
         n = self.shape[dim]
+        if isinstance(split_size, numbers.Integral) and (isinstance(split_size, bool)
+                                                         or split_size < 1):
+            raise ArgumentError(f"split: split_size must be a positive int (or a list of "
+                                f"sizes), got {split_size!r}")
         sizes = ([split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
                  if isinstance(split_size, numbers.Integral) else list(split_size))
         if sum(sizes) != n:
@@ -414,6 +435,9 @@ class Tensor:
         return tuple(out)
 
     def chunk(self, chunks, dim=0):
+        if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks < 1:
+            raise ArgumentError(f"chunk: chunks must be a positive int, got {chunks!r}")
+        dim = self._dim("chunk", dim)
         return self.split(-(-self.shape[dim] // chunks), dim)
 
     def contiguous(self):
@@ -421,7 +445,13 @@ class Tensor:
 
     def __getitem__(self, index):
         index = _index_arg(index)
-        return O.GetItem.apply(self, index=index)
+        try:
+            return O.GetItem.apply(self, index=index)
+        except IndexError as exc:   # NumPy's "index 5 is out of bounds for axis 0 with size 2"
+            if isinstance(exc, IndexRangeError):
+                raise
+            raise IndexRangeError(f"index: {exc} (indexing a tensor of shape {self.shape})") \
+                from None
 
     def __setitem__(self, index, value):
         raise GraphError("tensors do not support item assignment (it would break the graph); "
@@ -501,6 +531,10 @@ def _index_arg(index):
             i = i.data
         elif isinstance(i, list):
             i = np.asarray(i)
+        if not (i is None or i is Ellipsis or isinstance(i, (slice, numbers.Integral))
+                or hasattr(i, "dtype")):
+            raise DTypeError(f"index: expected ints, slices, None, ... or integer/boolean "
+                             f"arrays, got {type(i).__name__} {i!r}")
         if hasattr(i, "dtype") and getattr(i, "ndim", 0) >= 0 and not isinstance(
                 i, numbers.Number):
             if i.dtype.kind not in "iub":
@@ -517,6 +551,9 @@ def where(condition, a, b):
     if not isinstance(ref, Tensor):
         ref = Tensor(a)
     a, b = ref._wrap(a), ref._wrap(b)
+    cond_shape = tuple(getattr(cond, "shape", ()))
+    _check_broadcast("where", a.shape, b.shape)
+    _check_broadcast("where", cond_shape, np.broadcast_shapes(a.shape, b.shape))
     if a.dtype != b.dtype:
         dtype = np.result_type(a.dtype, b.dtype)
         a, b = a.astype(dtype), b.astype(dtype)
@@ -526,8 +563,9 @@ def where(condition, a, b):
 def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("cat: expected a non-empty list of tensors")
+        raise ArgumentError("cat: expected a non-empty list of tensors, got an empty one")
     ref = tensors[0]
+    dim = ref._dim("cat", dim)
     for i, t in enumerate(tensors):
         if t.ndim != ref.ndim or any(
                 s != r for j, (s, r) in enumerate(zip(t.shape, ref.shape)) if j != dim % ref.ndim):
@@ -539,7 +577,7 @@ def cat(tensors, dim=0):
 def stack(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
+        raise ArgumentError("stack: expected a non-empty list of tensors, got an empty one")
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "

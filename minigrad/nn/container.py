@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..errors import IndexRangeError
 from .module import Module
 
 
@@ -47,7 +48,7 @@ def _index(idx, n, owner):
     if not isinstance(idx, (int, np.integer)):
         raise TypeError(f"{owner} indices must be integers or slices, got {type(idx).__name__}")
     if not -n <= idx < n:
-        raise IndexError(f"{owner} index {idx} is out of range for length {n}")
+        raise IndexRangeError(f"{owner} index {idx} is out of range for length {n}")
     return int(idx) % n
 
 

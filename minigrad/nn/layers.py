@@ -2,12 +2,29 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 from .. import backend
 from .. import functional as F
+from ..errors import ArgumentError
 from ..tensor import DEFAULT_FLOAT, as_dtype
 from . import init
 from .module import Module, Parameter
+
+
+def _size(owner: str, name: str, value, minimum: int = 0) -> int:
+    """``value`` as an int >= minimum, else an ArgumentError naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ArgumentError(f"{owner}: {name} must be an int >= {minimum}, got "
+                            f"{type(value).__name__} {value!r}")
+    return int(value)
+
+
+def _probability(owner: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ArgumentError(f"{owner}: p must be a probability between 0 and 1, got "
+                            f"{value!r}")
+    return float(value)
 
 
 def _new_param(shape, dtype, device) -> Parameter:
@@ -25,6 +42,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  device=None, dtype=None):
         super().__init__()
+        in_features = _size("Linear", "in_features", in_features)
+        out_features = _size("Linear", "out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
         self.weight = _new_param((out_features, in_features), dtype, device)
         if bias:
@@ -52,6 +71,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
         super().__init__()
+        num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
+        embedding_dim = _size("Embedding", "embedding_dim", embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = _new_param((num_embeddings, embedding_dim), dtype, device)
         self.reset_parameters()
@@ -73,8 +94,14 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, device=None, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else \
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else \
             tuple(normalized_shape)
+        if len(shape) != 1:
+            raise ArgumentError(f"LayerNorm: normalized_shape must be one size (the last "
+                                f"dimension), got {normalized_shape!r}")
+        shape = (_size("LayerNorm", "normalized_shape", shape[0], 1),)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ArgumentError(f"LayerNorm: eps must be a number > 0, got {eps!r}")
         self.normalized_shape, self.eps = shape, eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
@@ -108,9 +135,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
+        self.p = _probability("Dropout", p)
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training)
@@ -125,7 +150,8 @@ class GELU(Module):
     def __init__(self, approximate: str = "none"):
         super().__init__()
         if approximate not in ("none", "tanh"):
-            raise ValueError(f"approximate: expected 'none' or 'tanh', got {approximate!r}")
+            raise ArgumentError(f"GELU: approximate must be 'none' or 'tanh', got "
+                                f"{approximate!r}")
         self.approximate = approximate
 
     def forward(self, x):

@@ -17,12 +17,8 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
-from ..errors import MinigradError
+from ..errors import StateDictError  # noqa: F401  (re-exported: minigrad.nn.StateDictError)
 from ..tensor import Tensor, as_dtype
-
-
-class StateDictError(MinigradError, RuntimeError):
-    """load_state_dict got missing or unexpected keys, or a shape mismatch."""
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -363,7 +359,10 @@ class Module:
             src = src.data if isinstance(src, Tensor) else src
             if not (hasattr(src, "shape") and hasattr(src, "dtype")):
                 src = np.asarray(src)
-            if tuple(src.shape) != dst.shape:
+            if src.dtype.kind not in "biuf":
+                errors.append(f"value for {key} has dtype {src.dtype}, expected a numeric "
+                              f"array of shape {dst.shape}.")
+            elif tuple(src.shape) != dst.shape:
                 errors.append(f"size mismatch for {key}: copying a param with shape "
                               f"{tuple(src.shape)} from checkpoint, the shape in current model "
                               f"is {dst.shape}.")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+from ..errors import ArgumentError, StateDictError
+
 
 def cosine_with_warmup(step: int, *, max_lr: float, warmup_steps: int, max_steps: int,
                        min_lr: float = 0.0) -> float:
@@ -28,10 +30,10 @@ def cosine_with_warmup(step: int, *, max_lr: float, warmup_steps: int, max_steps
     steps 0..7 -> 0, 0.5, 1, 0.854, 0.5, 0.146, 0, 0
     """
     if warmup_steps < 0 or max_steps < warmup_steps:
-        raise ValueError(f"cosine_with_warmup: expected 0 <= warmup_steps <= max_steps, got "
-                         f"warmup_steps={warmup_steps}, max_steps={max_steps}")
+        raise ArgumentError(f"cosine_with_warmup: expected 0 <= warmup_steps <= max_steps, got "
+                            f"warmup_steps={warmup_steps}, max_steps={max_steps}")
     if step < 0:
-        raise ValueError(f"cosine_with_warmup: step must be >= 0, got {step}")
+        raise ArgumentError(f"cosine_with_warmup: step must be >= 0, got {step}")
     if step < warmup_steps:
         return max_lr * step / warmup_steps
     if step >= max_steps:
@@ -82,8 +84,8 @@ class LRScheduler:
         """Restore the position and base lrs, and set every group's lr to match."""
         self.__dict__.update(state_dict)
         if len(self.base_lrs) != len(self.optimizer.param_groups):
-            raise ValueError(f"state_dict: {len(self.base_lrs)} base lrs for "
-                             f"{len(self.optimizer.param_groups)} parameter groups")
+            raise StateDictError(f"state_dict: {len(self.base_lrs)} base lrs for "
+                                 f"{len(self.optimizer.param_groups)} parameter groups")
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["initial_lr"] = base_lr
         self._apply()
@@ -100,8 +102,8 @@ class LambdaLR(LRScheduler):
         else:
             self.lr_lambdas = list(lr_lambda)
             if len(self.lr_lambdas) != n:
-                raise ValueError(f"lr_lambda: expected {n} functions, one per group, got "
-                                 f"{len(self.lr_lambdas)}")
+                raise ArgumentError(f"lr_lambda: expected {n} functions, one per group, got "
+                                    f"{len(self.lr_lambdas)}")
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -115,13 +117,13 @@ class WarmupCosineLR(LRScheduler):
     def __init__(self, optimizer, warmup_steps: int, max_steps: int, min_lr=0.0,
                  last_epoch: int = -1):
         if warmup_steps < 0 or max_steps < warmup_steps:
-            raise ValueError(f"WarmupCosineLR: expected 0 <= warmup_steps <= max_steps, got "
-                             f"warmup_steps={warmup_steps}, max_steps={max_steps}")
+            raise ArgumentError(f"WarmupCosineLR: expected 0 <= warmup_steps <= max_steps, got "
+                                f"warmup_steps={warmup_steps}, max_steps={max_steps}")
         n = len(optimizer.param_groups)
         min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
         if len(min_lrs) != n:
-            raise ValueError(f"min_lr: expected one value or {n} (one per group), got "
-                             f"{len(min_lrs)}")
+            raise ArgumentError(f"min_lr: expected one value or {n} (one per group), got "
+                                f"{len(min_lrs)}")
         self.warmup_steps, self.max_steps, self.min_lrs = warmup_steps, max_steps, min_lrs
         super().__init__(optimizer, last_epoch)
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 from .. import backend
-from ..errors import ShapeError
+from ..errors import ArgumentError, ShapeError, StateDictError
 
 _required = object()   # marks a hyperparameter that has no default ("lr" of a bare Optimizer)
 
@@ -56,7 +57,7 @@ class Optimizer:
         self.param_groups: list[dict] = []
         groups = list(params)
         if not groups:
-            raise ValueError("params: optimizer got an empty parameter list")
+            raise ArgumentError("params: optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for group in groups:
@@ -159,37 +160,56 @@ class Optimizer:
         cast to each parameter's dtype (step counts stay numbers) and moved to its
         device; state keys may be ints or their strings (after a JSON round trip).
         """
-        if set(state_dict) != {"state", "param_groups"}:
-            raise ValueError(f"state_dict: expected the keys ['param_groups', 'state'], got "
-                             f"{sorted(state_dict)}")
-        saved_groups = state_dict["param_groups"]
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise StateDictError(f"state_dict: expected a dict with the keys ['param_groups', "
+                                 f"'state'], got {got}")
+        saved_groups, saved_states = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, (list, tuple)) or not all(
+                isinstance(g, dict) and isinstance(g.get("params"), (list, tuple))
+                for g in saved_groups):
+            raise StateDictError("state_dict: param_groups must be a list of dicts, each with "
+                                 "a 'params' list of parameter indices")
+        if not isinstance(saved_states, dict):
+            raise StateDictError(f"state_dict: state must be a dict, got "
+                                 f"{type(saved_states).__name__}")
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state_dict: loaded state dict has {len(saved_groups)} parameter "
-                             f"groups, this optimizer has {len(self.param_groups)}")
+            raise StateDictError(f"state_dict: loaded state dict has {len(saved_groups)} "
+                                 f"parameter groups, this optimizer has "
+                                 f"{len(self.param_groups)}")
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"state_dict: parameter group {i} has {len(saved['params'])} "
-                                 f"parameters in the loaded state dict, "
-                                 f"{len(group['params'])} in this optimizer")
+                raise StateDictError(f"state_dict: parameter group {i} has "
+                                     f"{len(saved['params'])} parameters in the loaded state "
+                                     f"dict, {len(group['params'])} in this optimizer")
         params = {}
         for saved, group in zip(saved_groups, self.param_groups):
-            params.update(zip((int(i) for i in saved["params"]), group["params"]))
+            params.update(zip((_index_of(i) for i in saved["params"]), group["params"]))
         new_state = {}
-        for key, saved_state in state_dict["state"].items():
-            index = int(key)
+        for key, saved_state in saved_states.items():
+            index = _index_of(key)
             if index not in params:
-                raise ValueError(f"state_dict: state for parameter index {index} but the groups "
-                                 f"only hold indices {sorted(params)}")
+                raise StateDictError(f"state_dict: state for parameter index {index} but the "
+                                     f"groups only hold indices {sorted(params)}")
+            if not isinstance(saved_state, dict):
+                raise StateDictError(f"state_dict: state {index} must be a dict, got "
+                                     f"{type(saved_state).__name__}")
             p = params[index]
             new_state[p] = {name: self._cast_state(p, f"state.{index}.{name}", value)
                             for name, value in saved_state.items()}
-        for saved, group in zip(saved_groups, self.param_groups):
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            new = {}
             for name, value in saved.items():
                 if name == "params":
                     continue
                 if isinstance(self.defaults.get(name), tuple) and isinstance(value, list):
                     value = tuple(value)   # betas come back from JSON as a list
-                group[name] = copy.deepcopy(value)
+                _check_hyperparameter(i, name, value, group.get(name))
+                new[name] = copy.deepcopy(value)
+            new_groups.append(new)
+        for group, new in zip(self.param_groups, new_groups):
+            group.update(new)
         self.state = new_state
 
     @staticmethod
@@ -197,7 +217,13 @@ class Optimizer:
         if hasattr(value, "data") and hasattr(value, "grad"):   # a Tensor
             value = value.data
         if not _is_array(value):
+            if value is not None and not isinstance(value, numbers.Real):   # step counts
+                raise StateDictError(f"state_dict: {key} must be an array or a number, got "
+                                     f"{type(value).__name__} {value!r}"[:200])
             return copy.deepcopy(value)
+        if value.dtype.kind not in "biuf":
+            raise StateDictError(f"state_dict: {key} has dtype {value.dtype}, expected a "
+                                 "numeric array")
         xp = backend.get_array_module(p.data)
         arr = backend.to_device(value, backend.device_of(p.data))
         if arr.ndim > 0 and tuple(arr.shape) != tuple(p.data.shape):
@@ -216,9 +242,43 @@ class Optimizer:
         return "\n".join(lines)
 
 
-def _check(name, value, ok, expected):
+def _index_of(key) -> int:
+    """A parameter index from an int or its string (JSON keys are strings)."""
+    if isinstance(key, bool) or not isinstance(key, (numbers.Integral, str)) or \
+            (isinstance(key, str) and not (key.isascii() and key.isdigit() and len(key) < 10)):
+        raise StateDictError(f"state_dict: parameter indices must be ints, got {key!r}"[:200])
+    return int(key)
+
+
+def _check_hyperparameter(group: int, name: str, value, current) -> None:
+    """A loaded hyperparameter must have the kind of value the optimizer holds now (a
+    number, a bool, a tuple of numbers), so a damaged state dict fails here, not in step."""
+    if current is None or current is _required:
+        return
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, numbers.Real):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not (
+            isinstance(value, float) and math.isnan(value))
+    elif isinstance(current, tuple):
+        ok = isinstance(value, tuple) and len(value) == len(current) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+    else:
+        ok = True
     if not ok:
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+        raise StateDictError(f"state_dict: param_groups[{group}][{name!r}] must be like "
+                             f"{current!r}, got {value!r}"[:300])
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check(name, value, ok, expected):
+    """``ok`` is a predicate on a finite number (or a tuple of them, for betas)."""
+    items = value if isinstance(value, tuple) else (value,)
+    if not (all(_is_number(v) for v in items) and ok(value)):
+        raise ArgumentError(f"{name}: expected {expected}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- SGD
@@ -233,9 +293,9 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
-        _check("lr", lr, lr >= 0, "a learning rate >= 0")
-        _check("momentum", momentum, momentum >= 0, "momentum >= 0")
-        _check("weight_decay", weight_decay, weight_decay >= 0, "weight_decay >= 0")
+        _check("lr", lr, lambda v: v >= 0, "a learning rate >= 0")
+        _check("momentum", momentum, lambda v: v >= 0, "momentum >= 0")
+        _check("weight_decay", weight_decay, lambda v: v >= 0, "weight_decay >= 0")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(f"nesterov: Nesterov momentum requires a momentum > 0 and zero "
                              f"dampening, got momentum={momentum}, dampening={dampening}")
@@ -274,12 +334,12 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
-        _check("lr", lr, lr >= 0, "a learning rate >= 0")
-        _check("eps", eps, eps >= 0, "eps >= 0")
-        betas = tuple(betas)
-        _check("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas),
-               "two values in [0, 1)")
-        _check("weight_decay", weight_decay, weight_decay >= 0, "weight_decay >= 0")
+        _check("lr", lr, lambda v: v >= 0, "a learning rate >= 0")
+        _check("eps", eps, lambda v: v >= 0, "eps >= 0")
+        betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
+        _check("betas", betas if isinstance(betas, tuple) else (betas, None),
+               lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)")
+        _check("weight_decay", weight_decay, lambda v: v >= 0, "weight_decay >= 0")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
@@ -363,6 +423,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     ``float("inf")`` for the max); gradients are multiplied by
     ``min(1, max_norm / (total_norm + 1e-6))``. Parameters without a gradient are skipped.
     """
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or \
+            not max_norm >= 0:
+        raise ArgumentError(f"clip_grad_norm_: max_norm must be a number >= 0 (inf: no "
+                            f"clipping), got {max_norm!r}")
     if hasattr(parameters, "grad"):
         parameters = [parameters]
     grads = [p.grad.data for p in parameters if p.grad is not None]
