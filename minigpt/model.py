@@ -258,6 +258,8 @@ class GPT(nn.Module):
             raise TypeError(f"GPT: idx must hold integer token ids, got dtype {data.dtype}")
         if data.ndim != 2:
             raise ValueError(f"GPT: idx must have shape (B, T), got {tuple(data.shape)}")
+        if data.shape[0] == 0:
+            raise ValueError("GPT: idx must hold at least one sequence, got B = 0")
         if data.shape[1] == 0:
             raise ValueError("GPT: idx must hold at least one token, got T = 0")
         if data.size and (int(data.min()) < 0 or int(data.max()) >= self.config.vocab_size):
@@ -309,7 +311,7 @@ class GPT(nn.Module):
         """Yield (next_tokens (B,), last_logits (B, vocab) as NumPy) for each new token.
         The generator behind generate(); use it to stream tokens as they are made."""
         ids = self._check_idx(idx)
-        _check_sampling(max_new_tokens, temperature, top_k, top_p)
+        _check_sampling(max_new_tokens, temperature, top_k, top_p, seed, eos_token_id)
         rng = np.random.default_rng(seed) if seed is not None else backend.rng("cpu")
         xp = backend.get_array_module(ids)
         block = self.config.block_size
@@ -370,16 +372,31 @@ class GPT(nn.Module):
         save_pretrained(self, path)
 
 
-def _check_sampling(max_new_tokens, temperature, top_k, top_p):
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None, eos_token_id=None):
+    """Validate generate()'s settings; each error names the argument and what it got."""
+    if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) \
+            or max_new_tokens < 0:
         raise ValueError(f"generate: max_new_tokens must be a non-negative int, got "
                          f"{max_new_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+    if not _is_number(temperature) or not temperature >= 0:
+        raise ValueError(f"generate: temperature must be a number >= 0, got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool)
+                              or top_k < 1):
         raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ValueError(f"generate: top_p must be in (0, 1] or None, got {top_p!r}")
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"generate: top_p must be a number in (0, 1] or None, got {top_p!r}")
+    if seed is not None and not isinstance(seed, np.random.Generator) and (
+            not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
+        raise ValueError(f"generate: seed must be a non-negative int, a numpy Generator or "
+                         f"None, got {seed!r}")
+    if eos_token_id is not None and (not isinstance(eos_token_id, (int, np.integer))
+                                     or isinstance(eos_token_id, bool)):
+        raise ValueError(f"generate: eos_token_id must be an int token id or None, got "
+                         f"{eos_token_id!r}")
 
 
 def filter_logits(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:

@@ -258,7 +258,7 @@ def trace(model: GPT, tokenizer, text: str, max_new_tokens: int = 0, temperature
     """
     if not isinstance(text, str) or not text:
         raise ValueError(f"trace: text must be a non-empty str, got {text!r}")
-    _check_sampling(max_new_tokens, temperature, top_k, top_p)
+    _check_sampling(max_new_tokens, temperature, top_k, top_p, seed, eos_token_id)
     cfg = model.config
     if eos_token_id is None:
         eos_token_id = getattr(tokenizer, "eot_token", None)
@@ -854,18 +854,27 @@ def fresh_model(vocab_size: int = 512, n_layer: int = 2, n_head: int = 4, n_embd
 
 
 def _load(path):
-    try:
-        from .sample import load_checkpoint
-    except ImportError as e:
-        raise SystemExit(f"minigpt trace: cannot load checkpoints yet "
-                         f"(minigpt.sample.load_checkpoint: {e})") from None
+    from .sample import load_checkpoint
     model, tok, _meta = load_checkpoint(path)
     return model, tok
 
 
+def _size(lo: int, hi: int):
+    """An argparse type: an int in [lo, hi] (a fresh model to trace should stay small)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an int in [{lo}, {hi}], got {value}")
+        return value
+    return parse
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="minigpt trace", description="Record every stage of a token's life through a GPT, "
+        allow_abbrev=False, prog="minigpt trace", description="Record every stage of a token's life through a GPT, "
         "forward and backward: a terminal report, trace.json and a self-contained trace.html.")
     p.add_argument("prompt", help="the text to trace")
     p.add_argument("--ckpt", help="checkpoint directory (default: a freshly initialised model)")
@@ -873,12 +882,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="trace the prompt through a second checkpoint too and show both side "
                         "by side (e.g. before/after training)")
     p.add_argument("--out", default="trace_out", help="output directory (default trace_out)")
-    p.add_argument("--max-new-tokens", "-n", type=int, default=4)
+    p.add_argument("--max-new-tokens", "-n", type=_size(0, 4096), default=4)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=int, default=5, help="rows of the top-k tables")
+    p.add_argument("--top", type=_size(1, 100), default=5, help="rows of the top-k tables")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target", help="the actual next token (its text); default: the prompt's "
                                     "own continuation")
@@ -888,17 +897,28 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="write the forward/backward graph of this block as block.dot")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the report")
     init = p.add_argument_group("fresh model (without --ckpt)")
-    init.add_argument("--init-vocab", type=int, default=512)
-    init.add_argument("--init-layers", type=int, default=2)
-    init.add_argument("--init-heads", type=int, default=4)
-    init.add_argument("--init-embd", type=int, default=64)
-    init.add_argument("--init-block", type=int, default=64)
-    init.add_argument("--init-seed", type=int, default=0)
+    init.add_argument("--init-vocab", type=_size(257, 65536), default=512)
+    init.add_argument("--init-layers", type=_size(1, 48), default=2)
+    init.add_argument("--init-heads", type=_size(1, 64), default=4)
+    init.add_argument("--init-embd", type=_size(1, 2048), default=64)
+    init.add_argument("--init-block", type=_size(1, 4096), default=64)
+    init.add_argument("--init-seed", type=_size(0, 2**32 - 1), default=0)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    """`minigpt trace`: project errors (a bad checkpoint, a bad size) are printed as one
+    line, never as a traceback; the exit status is 1."""
+    from .errors import PROJECT_ERRORS
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except (*PROJECT_ERRORS, OSError) as exc:
+        print(f"minigpt trace: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
     if args.ckpt:
         model, tok = _load(args.ckpt)
         label = str(args.ckpt)

@@ -174,7 +174,7 @@ def test_bad_input_errors():
         model(np.array([[1.0]]))
     with pytest.raises(ValueError, match=r"idx must have shape \(B, T\), got \(3,\)"):
         model(np.array([1, 2, 3]))
-    with pytest.raises(ValueError, match="top_p must be in"):
+    with pytest.raises(ValueError, match=r"top_p must be a number in \(0, 1\]"):
         model.generate(np.array([[1]]), 2, top_p=1.5)
 
 
