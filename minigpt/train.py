@@ -4,6 +4,7 @@
     minigpt train --data ../shared/data/tinyshakespeare.txt --tokenizer char --max_iters 2000
     minigpt train --config my.toml --n_layer=6      # flags override the file
     minigpt train --resume --max_iters 3000         # continue out/ckpt.safetensors
+    mpiexec -n 2 minigpt train --ddp --batch_size 16   # data-parallel: global batch 2 x 16
 
     from minigpt.train import TrainConfig, train
     result = train(TrainConfig(max_iters=200, out_dir="run1"))
@@ -16,11 +17,13 @@ One optimizer step is::
 
     lr = schedule(step + 1)                       set on every parameter group
     for each of grad_accum_steps micro-batches:   forward, (loss / accum).backward()
-    sync_gradients()                              (the hook where DDP averages gradients)
+    loss = sync_gradients(loss)                   (DDP: mean gradients and loss over ranks)
     grad_norm = clip_grad_norm_(params, grad_clip)
     optimizer.step(); optimizer.zero_grad()
 
-Only the main process (rank 0) evaluates, logs, saves and samples. Every step's loss goes to
+Only the main process (rank 0) logs, saves and samples; under DDP (``minigpt.ddp``, docs/DDP.md)
+every rank evaluates its shard of each validation batch and the mean is reported, so the
+validation loss equals that of one process with the global batch. Every step's loss goes to
 ``<out_dir>/log.csv``; checkpoints go to ``<out_dir>/ckpt.safetensors`` every
 ``checkpoint_interval`` steps, at the end and on Ctrl-C; ``<out_dir>/loss.png`` is drawn at
 the end. Resuming restores weights, optimizer moments, RNG state and the data cursor, so the
@@ -42,7 +45,7 @@ import sys
 import threading
 import time
 import typing
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -53,6 +56,7 @@ from minigrad import backend
 from minigrad.optim import AdamW, clip_grad_norm_, cosine_with_warmup, weight_decay_groups
 
 from .checkpoint import CKPT_NAME, Checkpoint, load_checkpoint, save_checkpoint
+from .ddp import PeerError
 from .errors import CheckpointError, ConfigError, MinigptError
 from .model import GPT, GPTConfig
 
@@ -95,6 +99,9 @@ class TrainConfig:
     seed: int = 1337                  # seeds the weights, dropout and the batch order
     resume: bool = False              # continue from <out_dir>/ckpt.safetensors
     progress: bool = True             # show a tqdm progress bar
+    # ---- data-parallel training (docs/DDP.md)
+    ddp: bool = False                 # data-parallel over MPI ranks; batch_size is per rank
+    ddp_check_interval: int = 100     # under ddp, compare the ranks' weights every this many steps
     # ---- samples printed at the end
     num_samples: int = 2              # how many samples to print after training; 0: none
     sample_tokens: int = 200          # tokens per sample
@@ -167,7 +174,8 @@ def _validate(c: TrainConfig) -> None:
             raise ConfigError(f"TrainConfig.{name} must be {expected}, got {getattr(c, name)!r}")
 
     for name in ("n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum_steps",
-                 "max_iters", "eval_interval", "eval_iters", "checkpoint_interval"):
+                 "max_iters", "eval_interval", "eval_iters", "checkpoint_interval",
+                 "ddp_check_interval"):
         need(getattr(c, name) > 0, name, "a positive int")
     if c.n_embd % c.n_head:
         raise ConfigError(f"TrainConfig.n_embd must be divisible by n_head ({c.n_head}), got "
@@ -351,13 +359,15 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"minigpt train: error: {exc}", file=sys.stderr)
         return 2
-    except MinigptError as exc:   # data, checkpoint, tokenizer problems
+    except MinigptError as exc:   # data, checkpoint, tokenizer, DDP problems
+        if isinstance(exc, PeerError):   # DDP: another rank failed and says why
+            return 1
         print(f"minigpt train: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:     # before training started, or while sampling at the end
         print("\ninterrupted", file=sys.stderr)
         return 130
-    if result.interrupted:
+    if result.interrupted and result.rank == 0:
         print(f"interrupted at step {result.steps}; checkpoint saved to "
               f"{result.checkpoint_path}; continue with `minigpt train --resume "
               f"--out_dir {config.out_dir}`")
@@ -380,6 +390,7 @@ class TrainResult:
     tokenizer_path: str           # <out_dir>/tokenizer.txt
     interrupted: bool = False     # stopped by Ctrl-C (a checkpoint was saved)
     samples: list = field(default_factory=list)   # the samples printed at the end
+    rank: int = 0                 # this process's rank under DDP (0: the one that logs)
 
 
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "val_loss")
@@ -472,16 +483,22 @@ def _flush_print(*args, **kw):
 
 class _Interrupts:
     """Ctrl-C handling: a SIGINT during the critical section (optimizer update and the
-    bookkeeping that goes with it) is held until it ends, so the model is never half
-    updated; anywhere else it raises KeyboardInterrupt at once."""
+    bookkeeping that goes with it) is held until the step's log row is made (``take``), so
+    the model is never half updated; anywhere else it raises KeyboardInterrupt at once.
 
-    def __init__(self):
+    ``collective`` (DDP with several ranks): every SIGINT is only recorded in ``pending``;
+    the ranks agree at the next gradient sync and all stop after the same step (a rank that
+    stopped alone would leave the others waiting in an all-reduce). A second SIGINT before
+    then raises at once (outside the critical section)."""
+
+    def __init__(self, collective: bool = False):
         self.critical = False
+        self.collective = collective
         self.pending = False
         self._old = None
 
     def _handler(self, signum, frame):
-        if self.critical:
+        if self.critical or (self.collective and not self.pending):
             self.pending = True
         else:
             raise KeyboardInterrupt
@@ -504,9 +521,14 @@ class _Interrupts:
             yield
         finally:
             self.critical = False
-        if self.pending:
+
+    def take(self) -> bool:
+        """Whether a Ctrl-C was held during the critical section (one process: the loop
+        stops as soon as the step's log row exists, so no completed step goes unlogged)."""
+        held = self.pending and not self.collective
+        if held:
             self.pending = False
-            raise KeyboardInterrupt
+        return held
 
 
 class Trainer:
@@ -522,13 +544,22 @@ class Trainer:
     optimizer step (after logging and checkpointing); a KeyboardInterrupt raised anywhere in
     the loop (Ctrl-C or a callback) saves a checkpoint of the last completed step and ends
     ``run()`` normally with ``trainer.interrupted = True``.
+
+    ``ddp``: a ``minigpt.ddp.DDP`` (rank and world size come from it). The batches are then
+    this rank's shards; ``sync_gradients`` averages the gradients and the loss over the
+    ranks, every rank evaluates (the mean over ranks is reported), the weights are compared
+    across ranks every ``config.ddp_check_interval`` steps, and Ctrl-C stops every rank after
+    the same step. Callbacks must do the same on every rank.
     """
 
     def __init__(self, config: TrainConfig, model, optimizer, train_batches, val_batches=None,
                  *, save=None, log: CSVLog | None = None, start_step: int = 0,
                  elapsed_offset: float = 0.0, rank: int = 0, world_size: int = 1,
-                 print_fn=None):
+                 print_fn=None, ddp=None):
         self.config = config
+        self.ddp = ddp
+        if ddp is not None:
+            rank, world_size = ddp.rank, ddp.world_size
         self.model, self.optimizer = model, optimizer
         self.train_batches, self.val_batches = train_batches, val_batches
         self.save_fn, self.log = save, log
@@ -539,6 +570,8 @@ class Trainer:
         self._print = print_fn or _flush_print
         self.print = self._print
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        names = {id(p): n for n, p in getattr(model, "named_parameters", lambda: [])()}
+        self.param_names = [names.get(id(p), f"parameter #{i}") for i, p in enumerate(self.params)]
         self.callbacks: dict[str, list] = {}
         self.interrupted = False
         self.last_loss = math.nan
@@ -546,7 +579,8 @@ class Trainer:
         self.tokens_per_step = config.batch_size * config.block_size * config.grad_accum_steps
         self.train_time = 0.0                   # seconds spent in run() so far
         self._t_run = None                      # when the current run() started
-        self._interrupts = _Interrupts()
+        self._interrupts = _Interrupts(collective=ddp is not None and world_size > 1)
+        self._stop_requested = False            # DDP: some rank got Ctrl-C; stop after this step
         self._mark()
 
     @property
@@ -590,9 +624,20 @@ class Trainer:
             total += loss.item()
         return total / accum
 
-    def sync_gradients(self) -> None:
+    def sync_gradients(self, loss: float) -> float:
         """Between backward and the optimizer step: under DDP, average every ``p.grad``
-        over the processes here. One process: nothing to do."""
+        and ``loss`` over the processes (and learn whether any of them got Ctrl-C). One
+        process: nothing to do. Returns the loss to report."""
+        if self.ddp is None:
+            return loss
+        loss, stop = self.ddp.sync(self.params, loss, self._interrupts.pending)
+        self._stop_requested = self._stop_requested or stop
+        return loss
+
+    def check_parameters(self) -> None:
+        """DDP: a DDPError on every rank if the ranks' weights differ (see minigpt.ddp)."""
+        if self.ddp is not None:
+            self.ddp.check_parameters(self.params, self.step, self.param_names)
 
     def train_step(self) -> tuple[float, float, float]:
         """One optimizer step; returns (loss, lr, grad norm before clipping)."""
@@ -601,7 +646,7 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         loss = self.forward_backward()
-        self.sync_gradients()
+        loss = self.sync_gradients(loss)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = clip_grad_norm_(self.params, max_norm)
         with self._interrupts.hold():     # never leave the weights half updated
@@ -609,6 +654,9 @@ class Trainer:
             self.optimizer.zero_grad()
             self.step += 1
             self._mark()
+        if self.ddp is not None and (self.step % self.config.ddp_check_interval == 0
+                                     or self.step == self.config.max_iters):
+            self.check_parameters()
         return loss, lr, grad_norm
 
     def evaluate(self, sampler=None, iters: int | None = None) -> float:
@@ -624,7 +672,8 @@ class Trainer:
                 losses = [self.model(*sampler.next())[1].item() for _ in range(iters)]
         finally:
             self.model.train()
-        return float(np.mean(losses))
+        loss = float(np.mean(losses))
+        return loss if self.ddp is None else self.ddp.mean(loss)   # DDP: over the shards
 
     @property
     def elapsed_s(self) -> float:
@@ -658,13 +707,16 @@ class Trainer:
                     recent.append(loss)
                     tps = self.tokens_per_step * self.world_size / max(dt, 1e-9)
                     row = [self.step, loss, lr, grad_norm, tps, self.elapsed_s, None]
+                    if self._interrupts.take():     # Ctrl-C during the update: stop now
+                        raise KeyboardInterrupt
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix_str(f"loss {loss:.4f}, {tps:,.0f} tok/s")
+                    if self.step % c.eval_interval == 0 or self.step == c.max_iters:
+                        if self.val_batches is not None and (self.is_main or self.ddp is not None):
+                            row[6] = self.last_val_loss = self.evaluate()   # DDP: all ranks
                     if self.is_main and (self.step % c.eval_interval == 0
                                          or self.step == c.max_iters):
-                        if self.val_batches is not None:
-                            row[6] = self.last_val_loss = self.evaluate()
                         self.print(f"step {self.step}: train loss {np.mean(recent):.4f}, "
                                    f"val loss {self.last_val_loss:.4f}, lr {lr:.2e}, "
                                    f"{tps:,.0f} tok/s")
@@ -674,6 +726,8 @@ class Trainer:
                     if self.step % c.checkpoint_interval == 0 or self.step == c.max_iters:
                         self.save()
                     self.trigger("on_step_end")
+                    if self._stop_requested:        # DDP: Ctrl-C, agreed by every rank
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             self.interrupted = True
             if row is not None:      # the step finished; its row was not written yet
@@ -682,7 +736,8 @@ class Trainer:
                 bar.close()
                 bar = None
             self.print = self._print
-            self.print(f"\ninterrupted: saving a checkpoint of step {self.step}")
+            if self.is_main:
+                self.print(f"\ninterrupted: saving a checkpoint of step {self.step}")
             self.save()
         finally:
             if bar is not None:
@@ -707,6 +762,7 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
     checkpoint, tokenizer, log and loss plot in ``config.out_dir``; print samples.
 
     ``callbacks``: {event: fn or [fn, ...]} for ``Trainer.add_callback``.
+    With ``config.ddp``, this is one rank of a data-parallel run (see minigpt.ddp).
     """
     from .data import BatchSampler, prepare_data
     from .sample import print_stream, sample
@@ -715,6 +771,10 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"train: config must be a TrainConfig, got {type(config).__name__}")
     c = config
+    ddp = _start_ddp(c)                        # None on one process
+    rank, world = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
+    is_main = rank == 0
+    log = _log if is_main else (lambda msg: None)
     if c.device == "cuda" and not mg.cuda_is_available():
         raise ConfigError("TrainConfig.device is 'cuda' but CuPy or an NVIDIA GPU is not "
                           "available; use --device cpu or install minigrad-minigpt[cuda]")
@@ -728,16 +788,20 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
         ckpt = load_checkpoint(ckpt_path)      # CheckpointError if missing or damaged
         _check_resume(c, ckpt)
     elif ckpt_path.exists():
-        _log(f"note: {ckpt_path} exists and will be replaced by this new run (use --resume "
-             "to continue it instead)")
+        log(f"note: {ckpt_path} exists and will be replaced by this new run (use --resume "
+            "to continue it instead)")
 
-    data = prepare_data(c.data, c.tokenizer, c.vocab_size, c.val_fraction, cache_dir,
-                        tokenizer_text=ckpt.tokenizer_text if ckpt else None, log=_log)
+    def prepare():
+        return prepare_data(c.data, c.tokenizer, c.vocab_size, c.val_fraction, cache_dir,
+                            tokenizer_text=ckpt.tokenizer_text if ckpt else None, log=log)
+    # under DDP rank 0 fills the cache first; the others then read it
+    data = ddp.main_first(prepare, "preparing the data") if ddp is not None else prepare()
     tok = data.tokenizer
     if ckpt is not None and ckpt.extra.get("data_sha256") not in (None, data.data_sha256):
-        _log(f"warning: the data ({data.source}) changed since the checkpoint was saved; "
-             "training continues on the new data (the batches will differ)")
-    tok.save(out / "tokenizer.txt")
+        log(f"warning: the data ({data.source}) changed since the checkpoint was saved; "
+            "training continues on the new data (the batches will differ)")
+    if is_main:
+        tok.save(out / "tokenizer.txt")
 
     # ---- model and optimizer
     mg.manual_seed(c.seed)
@@ -748,9 +812,17 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
     model = GPT(model_config, device=c.device)
     optimizer = AdamW(weight_decay_groups(model.named_parameters(), c.weight_decay),
                       lr=c.learning_rate, betas=(c.beta1, c.beta2))
-    train_batches = BatchSampler(data.train_ids, c.block_size, c.batch_size, c.seed, "train")
-    val_batches = BatchSampler(data.val_ids, c.block_size, c.batch_size, c.seed + 1,
-                               "validation")
+
+    def batches(ids, seed, name):
+        """Global batches of world x batch_size rows; under DDP, this rank's shard."""
+        sampler = BatchSampler(ids, c.block_size, c.batch_size * world, seed, name)
+        if ddp is None:
+            return sampler
+        from .ddp import ShardSampler
+        return ShardSampler(sampler, rank, world)
+
+    train_batches = batches(data.train_ids, c.seed, "train")
+    val_batches = batches(data.val_ids, c.seed + 1, "validation")
     start_step, elapsed = 0, 0.0
     if ckpt is not None:
         ckpt.restore(model, optimizer)
@@ -765,68 +837,112 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
         start_step = ckpt.step
         elapsed = float(ckpt.extra.get("elapsed_s", 0.0))
         if c.device == "cuda" and c.dropout > 0:
-            _log("note: on cuda the dropout masks come from CuPy's generator, which "
-                 "checkpoints do not save; the resumed losses will differ slightly")
+            log("note: on cuda the dropout masks come from CuPy's generator, which "
+                "checkpoints do not save; the resumed losses will differ slightly")
+        saved_batch = ckpt.extra.get("global_batch_size")
+        if saved_batch not in (None, c.batch_size * world):
+            hint = (f"; --batch_size {saved_batch // world} keeps it"
+                    if saved_batch % world == 0 else "")
+            log(f"note: the checkpoint was trained with a global batch of {saved_batch} "
+                f"sequences; this run uses {world} x {c.batch_size} = {c.batch_size * world}"
+                f"{hint}")
+    if ddp is not None:
+        ddp.offset_rng()                       # rank r: its own dropout stream
+        if c.device == "cuda" and rank > 0:
+            backend.rng("cuda").seed(c.seed + rank)
 
     n_params = model.get_num_params()
-    _log(f"data: {data.source}, {data.stats['train_tokens']:,} train / "
-         f"{data.stats['val_tokens']:,} val tokens, {type(tok).__name__} vocab "
-         f"{tok.vocab_size}")
-    _log(f"model: {n_params / 1e6:.2f}M parameters ({c.n_layer} layers, {c.n_head} heads, "
-         f"n_embd {model_config.n_embd}, block {model_config.block_size}) on {c.device}")
+    log(f"data: {data.source}, {data.stats['train_tokens']:,} train / "
+        f"{data.stats['val_tokens']:,} val tokens, {type(tok).__name__} vocab "
+        f"{tok.vocab_size}")
+    log(f"model: {n_params / 1e6:.2f}M parameters ({c.n_layer} layers, {c.n_head} heads, "
+        f"n_embd {model_config.n_embd}, block {model_config.block_size}) on {c.device}")
     if ckpt is not None:
-        _log(f"resuming from {ckpt_path} at step {start_step}")
+        log(f"resuming from {ckpt_path} at step {start_step}")
 
     # ---- checkpoints
     def save(trainer: Trainer) -> None:
         save_checkpoint(ckpt_path, model, optimizer, step=trainer.step,
-                        train_config={**c.to_dict(), "resume": False},
+                        train_config={**c.to_dict(), "resume": False, "ddp": False},
                         tokenizer_text=data.tokenizer_text, rng_state=trainer.rng_state,
                         data_state=trainer.data_state,
                         extra={"elapsed_s": trainer.elapsed_s, "data_sha256": data.data_sha256,
                                "data": data.source,
                                "loss": trainer.last_loss, "val_loss": trainer.last_val_loss,
-                               "tokens_seen": trainer.step * trainer.tokens_per_step})
+                               "tokens_seen": trainer.step * trainer.tokens_per_step * world,
+                               "world_size": world, "global_batch_size": c.batch_size * world})
 
-    log = CSVLog(out / "log.csv", resume_step=start_step if ckpt is not None else None)
-    trainer = Trainer(c, model, optimizer, train_batches, val_batches, save=save, log=log,
-                      start_step=start_step, elapsed_offset=elapsed)
+    log_csv = CSVLog(out / "log.csv", resume_step=start_step if ckpt is not None else None) \
+        if is_main else None
+    trainer = Trainer(c, model, optimizer, train_batches, val_batches, save=save, log=log_csv,
+                      start_step=start_step, elapsed_offset=elapsed, ddp=ddp)
     for event, fns in (callbacks or {}).items():
         for fn in (fns if isinstance(fns, (list, tuple)) else [fns]):
             trainer.add_callback(event, fn)
-    try:
-        trainer.run()
-    finally:
-        log.close()
-    if start_step >= c.max_iters and not trainer.interrupted:
-        _log(f"the checkpoint is at step {start_step} >= max_iters {c.max_iters}: nothing "
-             "to train (raise --max_iters to continue)")
+    if ddp is not None:
+        ddp.prepare(trainer.params)
+        log(ddp.describe())
+        log(f"ddp: global batch {world} x {c.batch_size} = {world * c.batch_size} sequences "
+            f"per micro-batch; weights compared across ranks every {c.ddp_check_interval} "
+            "steps")
+        warning = ddp.thread_warning()
+        if warning:
+            log(warning)
+    guard = ddp.abort_on_error() if ddp is not None else nullcontext()
+    with guard:
+        trainer.check_parameters()             # DDP: the ranks start from the same weights
+        try:
+            trainer.run()
+        finally:
+            if log_csv is not None:
+                log_csv.close()
+        if start_step >= c.max_iters and not trainer.interrupted:
+            log(f"the checkpoint is at step {start_step} >= max_iters {c.max_iters}: nothing "
+                "to train (raise --max_iters to continue)")
 
-    # ---- the end: final losses, plot, samples
-    train_loss = val_loss = math.nan
-    samples: list[str] = []
-    if not trainer.interrupted:
-        train_loss = trainer.evaluate(BatchSampler(data.train_ids, c.block_size, c.batch_size,
-                                                   c.seed + 2, "train"))
-        val_loss = trainer.evaluate()
-        _log(f"final: train loss {train_loss:.4f}, val loss {val_loss:.4f} "
-             f"(mean of {c.eval_iters} batches each)")
-    plot = plot_log(out / "log.csv", out / "loss.png")
-    steps_run = trainer.step - start_step
-    tps = steps_run * trainer.tokens_per_step / trainer.train_time if trainer.train_time else 0.0
-    if not trainer.interrupted and c.num_samples > 0 and c.sample_tokens > 0:
-        print(f"\n{c.num_samples} sample{'s' * (c.num_samples > 1)} of {c.sample_tokens} "
-              f"tokens (temperature {c.temperature}):\n---------------")
-        samples = sample(model, tok, c.prompt, c.sample_tokens, c.temperature, c.top_k,
-                         None, c.num_samples, c.seed, stream=print_stream)
-    _log(f"saved {ckpt_path}, {out / 'log.csv'}" + (f", {plot}" if plot else ""))
+        # ---- the end: final losses, plot, samples
+        train_loss = val_loss = math.nan
+        samples: list[str] = []
+        if not trainer.interrupted:
+            train_loss = trainer.evaluate(batches(data.train_ids, c.seed + 2, "train"))
+            val_loss = trainer.evaluate()
+            log(f"final: train loss {train_loss:.4f}, val loss {val_loss:.4f} "
+                f"(mean of {c.eval_iters} batches each)")
+        plot = plot_log(out / "log.csv", out / "loss.png") if is_main else None
+        steps_run = trainer.step - start_step
+        tps = (steps_run * trainer.tokens_per_step * world / trainer.train_time
+               if trainer.train_time else 0.0)
+        if is_main and not trainer.interrupted and c.num_samples > 0 and c.sample_tokens > 0:
+            print(f"\n{c.num_samples} sample{'s' * (c.num_samples > 1)} of {c.sample_tokens} "
+                  f"tokens (temperature {c.temperature}):\n---------------")
+            samples = sample(model, tok, c.prompt, c.sample_tokens, c.temperature, c.top_k,
+                             None, c.num_samples, c.seed, stream=print_stream)
+        log(f"saved {ckpt_path}, {out / 'log.csv'}" + (f", {plot}" if plot else ""))
+    if ddp is not None:
+        ddp.wait()                             # the others sleep while rank 0 samples
     return TrainResult(train_loss=train_loss, val_loss=val_loss, steps=trainer.step,
                        steps_run=steps_run, wall_time_s=time.perf_counter() - t_call,
                        train_time_s=trainer.train_time, tokens_per_s=tps,
                        checkpoint_path=str(ckpt_path), log_path=str(out / "log.csv"),
                        plot_path=str(plot) if plot else None,
                        tokenizer_path=str(out / "tokenizer.txt"),
-                       interrupted=trainer.interrupted, samples=samples)
+                       interrupted=trainer.interrupted, samples=samples, rank=rank)
+
+
+def _start_ddp(c: TrainConfig):
+    """The DDP context of this process when ``c.ddp`` (a DDPError naming the install command
+    without mpi4py); None otherwise. Launching several processes without --ddp is an error:
+    they would all write the same files."""
+    if not c.ddp:
+        from .ddp import launched_world_size
+        n = launched_world_size()
+        if n > 1:
+            raise ConfigError(f"started as {n} MPI processes but --ddp is not set: every "
+                              "process would train alone and write the same files; add --ddp "
+                              "(or run one process)")
+        return None
+    from .ddp import DDP
+    return DDP(c.device)
 
 
 def _check_resume(c: TrainConfig, ckpt: Checkpoint) -> None:
