@@ -32,6 +32,7 @@ losses after a resume equal, bit for bit, those of an uninterrupted run on the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import difflib
@@ -99,6 +100,7 @@ class TrainConfig:
     seed: int = 1337                  # seeds the weights, dropout and the batch order
     resume: bool = False              # continue from <out_dir>/ckpt.safetensors
     progress: bool = True             # show a tqdm progress bar
+    health_interval: int = 0          # every N steps, per-layer health printed and added to health.csv; 0: off
     # ---- data-parallel training (docs/DDP.md)
     ddp: bool = False                 # data-parallel over MPI ranks; batch_size is per rank
     ddp_check_interval: int = 100     # under ddp, compare the ranks' weights every this many steps
@@ -194,7 +196,11 @@ def _validate(c: TrainConfig) -> None:
     need(0 <= c.beta1 < 1, "beta1", "in [0, 1)")
     need(0 <= c.beta2 < 1, "beta2", "in [0, 1)")
     need(c.grad_clip >= 0, "grad_clip", ">= 0 (0: no clipping)")
+    need(c.health_interval >= 0, "health_interval", ">= 0 (0: off)")
     need(c.out_dir != "", "out_dir", "a directory path")
+    for name in ("data", "out_dir", "cache_dir"):
+        need(getattr(c, name) is None or "\0" not in str(getattr(c, name)), name,
+             "a path without NUL characters")
     need(c.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'")
     need(c.seed >= 0, "seed", "a non-negative int")
     need(c.num_samples >= 0, "num_samples", ">= 0")
@@ -252,7 +258,7 @@ def load_config_file(path) -> dict:
     if suffix == ".json":
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:   # incl. JSONDecodeError, huge ints
             raise ConfigError(f"{path}: not valid JSON: {exc}") from None
     elif suffix == ".toml":
         try:
@@ -265,7 +271,7 @@ def load_config_file(path) -> dict:
                                   "tomli`); use a .json file instead") from None
         try:
             d = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+        except (ValueError, RecursionError) as exc:   # incl. TOMLDecodeError, huge ints
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     else:
         raise ConfigError(f"config file {str(path)!r}: expected a .json or .toml file")
@@ -344,9 +350,12 @@ def _checkpoint_train_config(path: Path) -> dict:
         saved = json.loads(meta["train_config"])
     except FileNotFoundError:
         raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}") from None
-    except (serialization.SerializationError, KeyError, json.JSONDecodeError) as exc:
+    except (serialization.SerializationError, KeyError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"--resume: checkpoint {str(path)!r} is corrupted or not a "
                               f"training checkpoint: {exc}") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"--resume: checkpoint {str(path)!r} holds a train_config that is "
+                              f"not a JSON object but {type(saved).__name__}")
     known = {k: v for k, v in saved.items() if k in FIELD_TYPES and k != "resume"}
     return known
 
@@ -581,6 +590,10 @@ class Trainer:
         self._t_run = None                      # when the current run() started
         self._interrupts = _Interrupts(collective=ddp is not None and world_size > 1)
         self._stop_requested = False            # DDP: some rank got Ctrl-C; stop after this step
+        self.health = None                      # per-layer health report, every N steps
+        if config.health_interval > 0 and hasattr(model, "transformer"):
+            from .health import HealthMonitor
+            self.health = HealthMonitor(model, every=config.health_interval)
         self._mark()
 
     @property
@@ -634,6 +647,21 @@ class Trainer:
         self._stop_requested = self._stop_requested or stop
         return loss
 
+    def _report_health(self, rows, step: int) -> None:
+        """Print the per-layer health rows and append them to <out_dir>/health.csv."""
+        if not rows or not self.is_main:
+            return
+        from .health import format_health
+        self.print(format_health(rows, step))
+        path = Path(self.config.out_dir) / "health.csv"
+        keys = list(rows[0])
+        new = not path.exists()
+        with open(path, "a", encoding="utf-8") as f:
+            if new:
+                f.write(",".join(["step"] + keys) + "\n")
+            for r in rows:
+                f.write(",".join([str(step)] + [str(r[k]) for k in keys]) + "\n")
+
     def check_parameters(self) -> None:
         """DDP: a DDPError on every rank if the ranks' weights differ (see minigpt.ddp)."""
         if self.ddp is not None:
@@ -645,12 +673,18 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        loss = self.forward_backward()
+        step = self.step + 1
+        with self.health.watch(step) if self.health else contextlib.nullcontext():
+            loss = self.forward_backward()
         loss = self.sync_gradients(loss)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
         grad_norm = clip_grad_norm_(self.params, max_norm)
         with self._interrupts.hold():     # never leave the weights half updated
+            if self.health:
+                self.health.before_update(step)
             self.optimizer.step()
+            if self.health:
+                self._report_health(self.health.after_update(step), step)
             self.optimizer.zero_grad()
             self.step += 1
             self._mark()

@@ -662,15 +662,9 @@ def test_error_hierarchy_is_documented():
                     assert issubclass(cls, PROJECT_ERRORS), f"{info.name}.{name}"
 
 
-# ----------------------------------------------------------------------------- known gaps
-# minigpt/train.py is being changed in parallel (MPI data-parallel training); these cases
-# need a fix there (see each reason). strict=True: once fixed, the marker must go.
-TRAIN_PY = "needs a fix in minigpt/train.py: "
+# ----------------------------------------------------------------------------- train.py config
 
 
-@pytest.mark.xfail(strict=True, raises=(RecursionError, ValueError), reason=TRAIN_PY +
-                   "load_config_file must catch (ValueError, RecursionError) around json.loads "
-                   "and tomllib.loads, not only JSONDecodeError / TOMLDecodeError")
 @pytest.mark.parametrize("name,text", [("deep.json", "[" * 100_000),
                                        ("digits.json", '{"n_layer": ' + "1" * 5000 + "}"),
                                        ("deep.toml", "a = " + "[" * 100_000),
@@ -682,9 +676,6 @@ def test_config_file_parser_limits(tmp_path, name, text):
         load_config_file(path)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=TRAIN_PY +
-                   "_checkpoint_train_config must raise CheckpointError when the checkpoint's "
-                   "train_config is not a JSON object (and catch ValueError/RecursionError)")
 def test_resume_flag_with_a_non_object_train_config(tmp_path):
     serialization.save({"x": np.zeros(1)}, tmp_path / "ckpt.safetensors",
                        {"train_config": "[1, 2]"})
@@ -692,9 +683,6 @@ def test_resume_flag_with_a_non_object_train_config(tmp_path):
         config_from_args(["--resume", "--out_dir", str(tmp_path)])
 
 
-@pytest.mark.xfail(strict=True, reason=TRAIN_PY + "_validate must reject paths with a NUL "
-                   "character (data, cache_dir, out_dir); today train() fails later with "
-                   "ValueError('embedded null byte')")
 def test_config_rejects_nul_in_paths():
     with pytest.raises(MinigptError):
         TrainConfig(out_dir="run\0x")

@@ -137,6 +137,20 @@ def test_train_result_and_grad_accum(tmp_path, data_file):
     assert res.tokens_per_s > 0 and res.wall_time_s >= res.train_time_s > 0
 
 
+def test_health_report_every_n_steps(tmp_path, data_file, capsys):
+    """health_interval=2: steps 2 and 4 write one row per layer (emb, h.0, ln_f) to
+    health.csv; the update/parameter ratio is the measured update over the weights."""
+    train(tiny(tmp_path, data_file, max_iters=4, health_interval=2, n_layer=1))
+    rows = list(csv.DictReader(open(tmp_path / "out" / "health.csv")))
+    assert [(r["step"], r["layer"]) for r in rows] == [
+        (s, layer) for s in ("2", "4") for layer in ("emb", "h.0", "ln_f")]
+    for r in rows:
+        assert float(r["grad_norm"]) > 0 and float(r["act_std"]) > 0
+        assert float(r["update_ratio"]) == pytest.approx(
+            float(r["update_norm"]) / float(r["param_norm"]), rel=0.02)   # norm before vs after
+    assert "h.0" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- resume
 def test_resume_equals_uninterrupted_exactly(tmp_path, data_file):
     kw = dict(max_iters=6, dropout=0.1, grad_accum_steps=2, warmup_iters=2, lr_decay_iters=6,
