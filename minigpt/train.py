@@ -21,7 +21,7 @@ One optimizer step is::
     grad_norm = clip_grad_norm_(params, grad_clip)
     optimizer.step(); optimizer.zero_grad()
 
-Only the main process (rank 0) logs, saves and samples; under DDP (``minigpt.ddp``, docs/DDP.md)
+Only the main process (rank 0) logs, saves and samples; under DDP (``minigpt.ddp``, README "Data-parallel training on MPI")
 every rank evaluates its shard of each validation batch and the mean is reported, so the
 validation loss equals that of one process with the global batch. Every step's loss goes to
 ``<out_dir>/log.csv``; checkpoints go to ``<out_dir>/ckpt.safetensors`` every
@@ -101,7 +101,7 @@ class TrainConfig:
     resume: bool = False              # continue from <out_dir>/ckpt.safetensors
     progress: bool = True             # show a tqdm progress bar
     health_interval: int = 0          # every N steps, per-layer health printed and added to health.csv; 0: off
-    # ---- data-parallel training (docs/DDP.md)
+    # ---- data-parallel training (README: "Data-parallel training on MPI")
     ddp: bool = False                 # data-parallel over MPI ranks; batch_size is per rank
     ddp_check_interval: int = 100     # under ddp, compare the ranks' weights every this many steps
     # ---- samples printed at the end
