@@ -99,6 +99,9 @@ def time_training(name, steps=20, warmup=3, rounds=4, device="cpu", use_torch=Tr
     per_round = max(1, steps // rounds)
     for r in range(rounds):
         for k, fn in steppers.items():
+            # let the other framework's idle threads stop spinning (OpenBLAS and OpenMP
+            # busy-wait for up to ~0.2 s after their last call) before timing this one
+            time.sleep(0.5)
             for i in range(per_round):
                 idx, tg = batches[(r * per_round + i) % len(batches)]
                 t = time.perf_counter()

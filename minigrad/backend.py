@@ -239,7 +239,7 @@ def tanh_(u) -> None:
 # parallel_for, which splits it into one contiguous piece per core; NumPy releases the GIL
 # inside every ufunc, so the pieces really run at once. CuPy needs none of this.
 NUM_THREADS = max(1, int(os.environ.get("MINIGRAD_NUM_THREADS", os.cpu_count() or 1)))
-PARALLEL_MIN_SIZE = 1 << 16   # elements below which threads cost more than they save
+PARALLEL_MIN_SIZE = int(os.environ.get("MINIGRAD_PARALLEL_MIN_SIZE", 1 << 19))  # smaller: 1 thread
 _pool = None
 
 
