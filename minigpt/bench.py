@@ -126,9 +126,13 @@ def _rss_bytes() -> int:
 
 
 def _peak_rss_bytes() -> int:
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """This process's peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries
+    that over exec() from the parent, so a fresh probe would report the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
 
 
 def memory_probe(framework: str, name: str, steps: int = 3) -> dict:

@@ -134,50 +134,60 @@ class LayerNorm(Function):
         return gx.reshape(g.shape), gw, gb
 
 
+def _gelu_tanh_u(xp, xs, u):
+    """u <- tanh(sqrt(2/pi) (x + 0.044715 x^3)), in place in the buffer u."""
+    xp.multiply(xs, xs, out=u)
+    u *= 0.044715
+    u += 1
+    u *= xs
+    u *= SQRT_2_OVER_PI
+    tanh_(u)
+
+
 @register
 class GeluTanh(Function):
     # y = x/2 (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2's GELU)
     # dy/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-    # (in place, piece by piece on every core: this op sees the widest activations, 4 C)
+    # In place, piece by piece on every core: this op sees the widest activations (4 C).
+    # Only x is saved; backward recomputes tanh u (as PyTorch does), so GELU costs one
+    # activation of memory, not two.
     def forward(self, x):
         xp = self.xp
         xf = xp.ascontiguousarray(x).reshape(-1)
-        y, t = xp.empty_like(xf), xp.empty_like(xf)
+        y = xp.empty_like(xf)
 
         def kernel(lo, hi):
-            xs, u, ys = xf[lo:hi], t[lo:hi], y[lo:hi]
-            xp.multiply(xs, xs, out=u)
-            u *= 0.044715
-            u += 1
-            u *= xs
-            u *= SQRT_2_OVER_PI               # u = sqrt(2/pi) (x + 0.044715 x^3)
-            tanh_(u)
-            xp.add(u, 1, out=ys)
+            xs, ys = xf[lo:hi], y[lo:hi]
+            _gelu_tanh_u(xp, xs, ys)          # ys = tanh u
+            ys += 1
             ys *= xs
             ys *= 0.5
         parallel_for(kernel, xf.size, xp=xp)
-        self.x, self.t = xf, t
+        self.x = xf
         return y.reshape(x.shape)
 
     def backward(self, g):
-        xp, xf, t = self.xp, self.x, self.t
+        xp, xf = self.xp, self.x
         gf = xp.ascontiguousarray(g).reshape(-1)
         d = xp.empty_like(gf)
 
         def kernel(lo, hi):
-            xs, ts, ds = xf[lo:hi], t[lo:hi], d[lo:hi]
+            xs, ds = xf[lo:hi], d[lo:hi]
+            t = xp.empty_like(xs)
+            _gelu_tanh_u(xp, xs, t)           # tanh u, recomputed
             xp.multiply(xs, xs, out=ds)
             ds *= 3 * 0.044715
             ds += 1
             ds *= SQRT_2_OVER_PI              # du/dx
-            sech2 = ts * ts
+            ds *= xs
+            ds *= 0.5
+            sech2 = t * t
             sech2 *= -1
             sech2 += 1                        # 1 - tanh^2 u
-            ds *= sech2
-            ds *= xs
-            ds += ts
-            ds += 1
-            ds *= 0.5
+            ds *= sech2                       # x/2 (1 - tanh^2 u) du/dx
+            t += 1
+            t *= 0.5
+            ds += t                           # + (1 + tanh u)/2
             ds *= gf[lo:hi]
         parallel_for(kernel, xf.size, xp=xp)
         return d.reshape(g.shape)
@@ -229,8 +239,8 @@ class Linear(Function):
         return gx, gw, (g2.sum(axis=0) if self.needs_grad[2] else None)
 
 
-def _attention_forward(xp, q, k, v, causal, scale, dropout_mask):
-    """softmax(q k^T * scale, causal) (* dropout_mask) @ v; returns (y, p, pd)."""
+def _attention_probs(xp, q, k, causal, scale):
+    """p = softmax(q k^T * scale), query i seeing keys j <= i + (Tk - Tq) when causal."""
     s = q @ xp.swapaxes(k, -1, -2)                 # (..., Tq, Tk)
     tq, tk = q.shape[-2], k.shape[-2]
     blocked = xp.triu(xp.ones((tq, tk), dtype=bool), k=tk - tq + 1) if causal else None
@@ -245,11 +255,14 @@ def _attention_forward(xp, q, k, v, causal, scale, dropout_mask):
         xp.exp(r, out=r)
         r /= r.sum(axis=-1, keepdims=True)
     parallel_for(kernel, rows.shape[0], s.size, xp=xp)
-    pd = s if dropout_mask is None else s * dropout_mask
-    return pd @ v, s, pd
+    return s
 
 
-def _attention_backward(xp, g, q, k, v, p, pd, scale, dropout_mask, needs=(True, True, True)):
+def _attention_backward(xp, g, q, k, v, causal, scale, dropout_mask, needs=(True, True, True)):
+    # p is recomputed from q and k rather than kept from the forward (like flash attention):
+    # the (T x T) weights of every head are the largest activation of a block
+    p = _attention_probs(xp, q, k, causal, scale)
+    pd = p if dropout_mask is None else p * dropout_mask
     gv = xp.swapaxes(pd, -1, -2) @ g if needs[2] else None
     gs = g @ xp.swapaxes(v, -1, -2)                # d pd
     if dropout_mask is not None:
@@ -277,13 +290,12 @@ class Attention(Function):
     # dk = ds^T q scale
     def forward(self, q, k, v, causal=True, scale=None, dropout_mask=None):
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        y, self.p, self.pd = _attention_forward(self.xp, q, k, v, causal, self.scale,
-                                                dropout_mask)
-        self.q, self.k, self.v, self.mask = q, k, v, dropout_mask
-        return y
+        p = _attention_probs(self.xp, q, k, causal, self.scale)
+        self.q, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
+        return (p if dropout_mask is None else p * dropout_mask) @ v
 
     def backward(self, g):
-        return _attention_backward(self.xp, g, self.q, self.k, self.v, self.p, self.pd,
+        return _attention_backward(self.xp, g, self.q, self.k, self.v, self.causal,
                                    self.scale, self.mask, self.needs_grad)
 
 
@@ -301,15 +313,16 @@ class MultiHeadAttention(Function):
         heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
         q, k, v = heads                                # 3 x (B, nh, T, hs)
         self.scale = 1.0 / math.sqrt(hs)
-        y, self.p, self.pd = _attention_forward(xp, q, k, v, causal, self.scale, dropout_mask)
-        self.q, self.k, self.v, self.mask = q, k, v, dropout_mask
+        p = _attention_probs(xp, q, k, causal, self.scale)
+        y = (p if dropout_mask is None else p * dropout_mask) @ v      # (B, nh, T, hs)
+        self.q, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
         return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
 
     def backward(self, g):
         xp = self.xp
         B, nh, T, hs = self.q.shape
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
-        gq, gk, gv = _attention_backward(xp, g, self.q, self.k, self.v, self.p, self.pd,
+        gq, gk, gv = _attention_backward(xp, g, self.q, self.k, self.v, self.causal,
                                          self.scale, self.mask)
         grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
         for i, gi in enumerate((gq, gk, gv)):
