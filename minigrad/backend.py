@@ -243,20 +243,35 @@ PARALLEL_MIN_SIZE = int(os.environ.get("MINIGRAD_PARALLEL_MIN_SIZE", 1 << 19))  
 _pool = None
 
 
+BLOCK_SIZE = 1 << 17   # elements per call of a kernel: its temporaries stay in the L2 cache
+
+
 def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
-    """Call fn(lo, hi) over [0, n) in NUM_THREADS contiguous pieces on the CPU, or once as
-    fn(0, n) on the GPU or when the work (``size`` elements, default n) is small."""
+    """Call fn(lo, hi) over [0, n) (items of ``size`` elements in all, default n): on the
+    CPU in blocks of about BLOCK_SIZE elements, so that the kernel's temporaries are small
+    and cache-resident, spread over NUM_THREADS threads when the work is large enough; on
+    the GPU once, as fn(0, n)."""
     global _pool
-    pieces = min(NUM_THREADS, n)
-    if xp is not np or pieces < 2 or (size if size is not None else n) < PARALLEL_MIN_SIZE:
+    size = n if size is None else size
+    if xp is not np or n == 0:
         fn(0, n)
+        return
+    step = max(1, n * BLOCK_SIZE // max(size, 1))   # items per block
+
+    def blocked(lo, hi):
+        for a in range(lo, hi, step):
+            fn(a, min(a + step, hi))
+
+    pieces = min(NUM_THREADS, n)
+    if pieces < 2 or size < PARALLEL_MIN_SIZE:
+        blocked(0, n)
         return
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(NUM_THREADS - 1, thread_name_prefix="minigrad")
     bounds = [n * i // pieces for i in range(pieces + 1)]
-    futures = [_pool.submit(fn, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    fn(bounds[0], bounds[1])   # this thread takes the first piece
+    futures = [_pool.submit(blocked, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    blocked(bounds[0], bounds[1])   # this thread takes the first piece
     for f in futures:
         f.result()
 

@@ -166,3 +166,22 @@ def test_multi_head_attention_matches_split_heads_composite(data):
 
 def _comp_attention(q, k, v):
     return C.attention(q, k, v, is_causal=True)
+
+
+def test_fused_ops_on_arrays_split_into_blocks_and_threads():
+    """Arrays larger than backend.BLOCK_SIZE and PARALLEL_MIN_SIZE take the blocked,
+    multi-threaded kernels; they must agree with the composites there too."""
+    from minigrad import backend
+    rng = np.random.default_rng(0)
+    n = 2 * max(backend.BLOCK_SIZE, backend.PARALLEL_MIN_SIZE) // 64 + 3   # rows of 64
+    x = rng.standard_normal((n, 64))
+    w, b = rng.standard_normal(64), rng.standard_normal(64)
+    same_value_and_grad(lambda t: F.gelu(t, approximate="tanh"),
+                        lambda t: C.gelu(t, approximate="tanh"), [x])
+    same_value_and_grad(lambda *ts: F.layer_norm(ts[0], 64, ts[1], ts[2]),
+                        lambda *ts: C.layer_norm(ts[0], 64, ts[1], ts[2]), [x, w, b])
+    t = rng.integers(0, 64, n)
+    same_value_and_grad(lambda z: F.cross_entropy(z, t), lambda z: C.cross_entropy(z, t), [x])
+    q, k, v = (rng.standard_normal((n // 64 + 1, 2, 64, 8)) for _ in range(3))
+    same_value_and_grad(lambda *ts: F.scaled_dot_product_attention(*ts, is_causal=True),
+                        lambda *ts: C.attention(*ts, is_causal=True), [q, k, v])
