@@ -145,8 +145,8 @@ def save_pretrained(model, path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     sd = to_gpt2_state_dict(model)
     sd.pop("lm_head.weight")       # tied: Hugging Face stores it once
-    _atomic_write(path / "model.safetensors", save(sd, metadata={"format": "np"}))
-    _atomic_write(path / "config.json", json.dumps(_hf_config(model.config), indent=2).encode())
+    serialization.atomic_write(path / "model.safetensors", save(sd, metadata={"format": "np"}))
+    serialization.atomic_write(path / "config.json", json.dumps(_hf_config(model.config), indent=2).encode())
 
 
 def from_pretrained(cls, path, dtype=None, device=None):
@@ -185,9 +185,3 @@ def from_pretrained(cls, path, dtype=None, device=None):
         if hasattr(m, "eps"):
             m.eps = model.config.layer_norm_epsilon
     return model
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename (see minigpt.tokenizer_io.atomic_write)."""
-    from .tokenizer_io import atomic_write
-    atomic_write(path, data)

@@ -79,7 +79,7 @@ class Maximum(Function):
         return self.xp.maximum(a, b)
 
     def backward(self, g):
-        xp, a, b = self.xp, self.a, self.b
+        a, b = self.a, self.b
         share = (a > b) + 0.5 * (a == b)
         return g * share.astype(g.dtype), g * (1 - share).astype(g.dtype)
 

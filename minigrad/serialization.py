@@ -82,8 +82,11 @@ def _write_all(f, data: bytes) -> None:
     f.write(data)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file next to ``path``, fsync it, then rename it over ``path``."""
+def atomic_write(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file next to it, fsynced, then renamed
+    over it (and the folder fsynced), so a crash leaves either the old file or the new one.
+    Every file the two packages write goes through here."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -138,7 +141,7 @@ def save(tensors: dict, path, metadata: dict[str, str] | None = None) -> None:
     data = safetensors.numpy.save(arrays, metadata=header_meta)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"save: directory {str(path.parent)!r} does not exist")
-    _atomic_write(path, data)
+    atomic_write(path, data)
 
 
 # ----------------------------------------------------------------------------- load

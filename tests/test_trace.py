@@ -1,7 +1,6 @@
 """minigpt.trace: every stage of a token's life, read from the real forward pass; the
 gradient at every stage, checked against finite differences; the HTML page; the health report."""
 import html.parser
-import importlib
 import json
 import math
 import shutil
@@ -331,11 +330,7 @@ def test_command_line_on_a_fresh_model_and_on_checkpoints(bpe, tmp_path, monkeyp
 
 
 def test_command_line_reads_real_checkpoints(bpe, tmp_path, capsys):
-    try:
-        from minigpt.checkpoint import save_checkpoint
-        from minigpt.sample import load_checkpoint   # noqa: F401  (what --ckpt calls)
-    except ImportError as e:
-        pytest.skip(f"checkpoints are not available: {e}")
+    from minigpt.checkpoint import save_checkpoint
     bpe.save(tmp_path / "tok.txt")
     text = (tmp_path / "tok.txt").read_text(encoding="utf-8")
     for name, seed in (("before", 0), ("after", 1)):
