@@ -32,14 +32,13 @@ losses after a resume equal, bit for bit, those of an uninterrupted run on the s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import difflib
 import inspect
+import io
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -53,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 import minigrad as mg
-from minigrad import backend
+from minigrad import backend, serialization
 from minigrad.optim import AdamW, clip_grad_norm_, cosine_with_warmup, weight_decay_groups
 
 from .checkpoint import CKPT_NAME, Checkpoint, load_checkpoint, save_checkpoint
@@ -344,7 +343,6 @@ def config_from_args(argv=None) -> TrainConfig:
 
 
 def _checkpoint_train_config(path: Path) -> dict:
-    from minigrad import serialization
     try:
         meta = serialization.load_metadata(path)
         saved = json.loads(meta["train_config"])
@@ -413,12 +411,11 @@ class CSVLog:
         self.path = path
         rows = read_log(path) if resume_step is not None and path.is_file() else []
         rows = [r for r in rows if int(r["step"]) <= (resume_step or 0)]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, LOG_COLUMNS)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, path)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, LOG_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+        serialization.atomic_write(path, text.getvalue().encode("utf-8"))
         self._f = open(path, "a", newline="", encoding="utf-8")
         self._w = csv.writer(self._f)
 
@@ -480,9 +477,9 @@ def plot_log(log_path, png_path) -> Path | None:
     ax.legend()
     fig.tight_layout()
     png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, png_path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    serialization.atomic_write(png_path, png.getvalue())
     return png_path
 
 
@@ -674,7 +671,7 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         step = self.step + 1
-        with self.health.watch(step) if self.health else contextlib.nullcontext():
+        with self.health.watch(step) if self.health else nullcontext():
             loss = self.forward_backward()
         loss = self.sync_gradients(loss)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf

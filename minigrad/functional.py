@@ -132,6 +132,12 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
     return FU.LayerNorm.apply(x, weight, bias, eps=eps)
 
 
+def _dropout_mask(shape, p: float, dtype, device):
+    """Inverted-dropout mask from the seeded RNG: 0 with probability p, else 1 / (1 - p)."""
+    keep = backend.random_uniform(shape, dtype, device) >= p
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
+
+
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
@@ -140,9 +146,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         return x
     if p == 1:
         return x * 0
-    keep = backend.random_uniform(x.shape, x.dtype, x.device) >= p
-    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-    return FU.Dropout.apply(x, mask=mask)
+    return FU.Dropout.apply(x, mask=_dropout_mask(x.shape, p, x.dtype, x.device))
 
 
 def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
@@ -191,9 +195,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                          f"many keys ({key.shape[-2]}) as queries ({query.shape[-2]})")
     mask = None
     if dropout_p > 0 and training:
-        shape = query.shape[:-1] + (key.shape[-2],)
-        keep = backend.random_uniform(shape, query.dtype, query.device) >= dropout_p
-        mask = keep.astype(query.dtype) * query.dtype.type(1.0 / (1.0 - dropout_p))
+        mask = _dropout_mask(query.shape[:-1] + (key.shape[-2],), dropout_p, query.dtype,
+                             query.device)
     return FU.Attention.apply(query, key, value, causal=is_causal, scale=scale,
                               dropout_mask=mask)
 
@@ -209,8 +212,7 @@ def multi_head_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: fl
     mask = None
     if dropout_p > 0 and training:
         B, T, _ = qkv.shape
-        keep = backend.random_uniform((B, n_head, T, T), qkv.dtype, qkv.device) >= dropout_p
-        mask = keep.astype(qkv.dtype) * qkv.dtype.type(1.0 / (1.0 - dropout_p))
+        mask = _dropout_mask((B, n_head, T, T), dropout_p, qkv.dtype, qkv.device)
     return FU.MultiHeadAttention.apply(qkv, n_head=n_head, causal=is_causal, dropout_mask=mask)
 
 

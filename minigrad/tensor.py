@@ -535,8 +535,7 @@ def _index_arg(index):
                 or hasattr(i, "dtype")):
             raise DTypeError(f"index: expected ints, slices, None, ... or integer/boolean "
                              f"arrays, got {type(i).__name__} {i!r}")
-        if hasattr(i, "dtype") and getattr(i, "ndim", 0) >= 0 and not isinstance(
-                i, numbers.Number):
+        if hasattr(i, "dtype") and not isinstance(i, numbers.Number):   # an index array
             if i.dtype.kind not in "iub":
                 raise DTypeError(f"index: index arrays must be integers or booleans, got "
                                  f"dtype {i.dtype}")

@@ -185,3 +185,11 @@ def test_fused_ops_on_arrays_split_into_blocks_and_threads():
     q, k, v = (rng.standard_normal((n // 64 + 1, 2, 64, 8)) for _ in range(3))
     same_value_and_grad(lambda *ts: F.scaled_dot_product_attention(*ts, is_causal=True),
                         lambda *ts: C.attention(*ts, is_causal=True), [q, k, v])
+
+
+def test_nll_loss_of_log_softmax_equals_cross_entropy():
+    z = np.random.default_rng(1).standard_normal((5, 4))
+    t = np.array([0, 3, -100, 1, 2])
+    ours = F.nll_loss(F.log_softmax(mg.tensor(z, dtype="float64")), t)
+    assert ours.item() == pytest.approx(
+        F.cross_entropy(mg.tensor(z, dtype="float64"), t).item(), rel=1e-12)
