@@ -6,9 +6,11 @@ import warnings
 from pathlib import Path
 
 import pytest
+import regex
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from minigpt.bpe_batch import PairRanks, bpe_many
 from minigpt.corpus import builtin_corpus
 from minigpt.errors import MinigptError, TokenizerError
 from minigpt.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, CharTokenizer, MergeStep,
@@ -181,6 +183,50 @@ def test_long_chunks_use_heap_encoder_with_same_result():
             _bpe_short(list(ids), tok._ranks, tok._rank_to_id)
     s = "aaaa bbbb abab " * 100
     assert tok.encode(s) == reference_encode(tok, s) and tok.decode(tok.encode(s)) == s
+
+
+ASCII_TRICKY = "sdmtlvreSDMTLVRE'xQ09 \t\n\r\x0b\x0c\x1c\x1f\x00!.,-"
+
+
+@given(s=st.text(alphabet=ASCII_TRICKY, max_size=80) | st.text(st.characters(max_codepoint=127)),
+       pattern=st.sampled_from(["gpt2", "gpt4"]))
+def test_ascii_splitter_equals_regex(s, pattern):
+    """ASCII text is split by the stdlib ``re`` translation of the pattern: same chunks."""
+    t = Tokenizer(pattern=pattern)
+    assert t._ascii_split is not None
+    assert t.split(s) == regex.findall(t.pattern, s)
+
+
+@given(corpus=st.text(alphabet="aab c'\n1é", min_size=2, max_size=150),
+       chunks=st.lists(st.binary(min_size=1, max_size=40) | st.text("aab c1é", min_size=1).map(str.encode),
+                       min_size=1, max_size=30),
+       dense=st.sampled_from([256, 260, 1024]), permute=st.booleans())
+@example(corpus="aaaaaaa aaaa abab", chunks=[b"aaaaa", b"aaa", b"a", b"aaaaaaaab", b"ababa"],
+         dense=256, permute=False)  # runs of a's: overlapping occurrences of (a, a)
+def test_batch_bpe_equals_per_chunk(corpus, chunks, dense, permute):
+    """bpe_many (all chunks at once, NumPy) gives the ids of _bpe_short chunk by chunk, with
+    pairs looked up in the dense matrix or in the sorted keys (ids >= dense)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a short corpus may run out of pairs: fewer merges
+        tok = Tokenizer.train(corpus, 256 + 30, pattern=None)
+    if permute:  # single bytes with shuffled ids, as in GPT-2 and cl100k files
+        ranks = tok.mergeable_ranks()
+        perm = list(range(256))
+        random.Random(len(corpus)).shuffle(perm)
+        ranks.update({bytes([b]): perm[b] for b in range(256)})
+        tok = Tokenizer.from_ranks(ranks, pattern=None)
+    table = PairRanks(tok._ranks, tok._rank_to_id, tok._byte_ids, dense=dense)
+    bmap = tok._byte_ids or range(256)
+    want = [tuple(_bpe_short([bmap[x] for x in c], tok._ranks, tok._rank_to_id)) for c in chunks]
+    assert bpe_many(chunks, table) == want
+
+
+def test_cold_encode_uses_batch_and_equals_reference(tok):
+    text = builtin_corpus()[:30_000] + " ".join(TRICKY)
+    tok._cache.clear()
+    assert len(set(tok.split(text))) > 64  # enough new chunks for the batch encoder
+    assert tok.encode_ordinary(text) == reference_encode(tok, text)
+    assert tok._pair_ranks is not None
 
 
 def test_cache_is_bounded_and_consistent(tok, monkeypatch):
