@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from .autograd import Function, register
-from .backend import erf, parallel_for, tanh_
+from .backend import erf, parallel_for
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -90,16 +90,19 @@ class CrossEntropy(Function):
 class LayerNorm(Function):
     # xhat = (x - mean) / sqrt(var + eps), y = xhat * w + b   (over the last axis)
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
+    # Row means are matrix-vector products (BLAS, every core) rather than NumPy's slow
+    # reductions over short rows; the rest runs in place, block by block.
     def forward(self, x, weight, bias, eps=1e-5):
         xp = self.xp
         n = x.shape[-1]
         x2 = x.reshape(-1, n)
         xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+        mean = x2 @ xp.full(n, 1.0 / n, dtype=x.dtype)           # (rows,)
 
         def kernel(lo, hi):
-            xs, xh, r = x2[lo:hi], xhat[lo:hi], rstd[lo:hi]
-            xp.subtract(xs, xs.mean(axis=-1, keepdims=True), out=xh)
+            xh, r = xhat[lo:hi], rstd[lo:hi]
+            xp.subtract(x2[lo:hi], mean[lo:hi, None], out=xh)
             r[:, 0] = xp.einsum("ri,ri->r", xh, xh)       # one pass, no temporary
             r /= n
             r += eps
@@ -117,39 +120,44 @@ class LayerNorm(Function):
         n = xhat.shape[-1]
         g2 = g.reshape(-1, n)
         gw = xp.einsum("ri,ri->i", g2, xhat) if self.needs_grad[1] else None
-        gb = g2.sum(axis=0) if self.needs_grad[2] else None
+        gb = xp.ones(g2.shape[0], dtype=g2.dtype) @ g2 if self.needs_grad[2] else None
         if not self.needs_grad[0]:
             return None, gw, gb
         gx = xp.empty_like(g2)
+        m1 = g2 @ (self.weight / n)                                # mean(dxhat), (rows,)
 
         def kernel(lo, hi):
             gs, xh = gx[lo:hi], xhat[lo:hi]
             xp.multiply(g2[lo:hi], self.weight, out=gs)              # dxhat
             m2 = xp.einsum("ri,ri->r", gs, xh)[:, None]               # sum(dxhat * xhat)
             m2 /= n
-            gs -= gs.mean(axis=-1, keepdims=True)
+            gs -= m1[lo:hi, None]
             gs -= xh * m2
             gs *= self.rstd[lo:hi]
         parallel_for(kernel, g2.shape[0], g2.size, xp=xp)
         return gx.reshape(g.shape), gw, gb
 
 
-def _gelu_tanh_u(xp, xs, u):
-    """u <- tanh(sqrt(2/pi) (x + 0.044715 x^3)), in place in the buffer u."""
-    xp.multiply(xs, xs, out=u)
-    u *= 0.044715
-    u += 1
-    u *= xs
-    u *= SQRT_2_OVER_PI
-    tanh_(u)
+def _gelu_sigmoid(xp, xs, s):
+    """s <- sigmoid(2u) = 1 / (1 + exp(-2u)) = (1 + tanh u) / 2, in place in the buffer s.
+    exp overflows to inf for very negative x, which gives the exact limit s = 0."""
+    xp.multiply(xs, xs, out=s)
+    s *= -2 * SQRT_2_OVER_PI * 0.044715
+    s -= 2 * SQRT_2_OVER_PI
+    s *= xs                                   # -2u
+    with xp.errstate(over="ignore"):
+        xp.exp(s, out=s)
+    s += 1
+    xp.reciprocal(s, out=s)
 
 
 @register
 class GeluTanh(Function):
     # y = x/2 (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2's GELU)
-    # dy/dx = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    #   = x s, with s = sigmoid(2u) = 1 / (1 + exp(-2u))   (the same function, fewer passes)
+    # dy/dx = s + x s (1 - s) du2/dx,  du2/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)
     # In place, piece by piece on every core: this op sees the widest activations (4 C).
-    # Only x is saved; backward recomputes tanh u (as PyTorch does), so GELU costs one
+    # Only x is saved; backward recomputes s (as PyTorch recomputes tanh), so GELU costs one
     # activation of memory, not two.
     def forward(self, x):
         xp = self.xp
@@ -157,11 +165,9 @@ class GeluTanh(Function):
         y = xp.empty_like(xf)
 
         def kernel(lo, hi):
-            xs, ys = xf[lo:hi], y[lo:hi]
-            _gelu_tanh_u(xp, xs, ys)          # ys = tanh u
-            ys += 1
-            ys *= xs
-            ys *= 0.5
+            ys = y[lo:hi]
+            _gelu_sigmoid(xp, xf[lo:hi], ys)  # ys = s
+            ys *= xf[lo:hi]
         parallel_for(kernel, xf.size, xp=xp)
         self.x = xf
         return y.reshape(x.shape)
@@ -173,21 +179,15 @@ class GeluTanh(Function):
 
         def kernel(lo, hi):
             xs, ds = xf[lo:hi], d[lo:hi]
-            t = xp.empty_like(xs)
-            _gelu_tanh_u(xp, xs, t)           # tanh u, recomputed
+            s = xp.empty_like(xs)
+            _gelu_sigmoid(xp, xs, s)          # s, recomputed
             xp.multiply(xs, xs, out=ds)
-            ds *= 3 * 0.044715
-            ds += 1
-            ds *= SQRT_2_OVER_PI              # du/dx
-            ds *= xs
-            ds *= 0.5
-            sech2 = t * t
-            sech2 *= -1
-            sech2 += 1                        # 1 - tanh^2 u
-            ds *= sech2                       # x/2 (1 - tanh^2 u) du/dx
-            t += 1
-            t *= 0.5
-            ds += t                           # + (1 + tanh u)/2
+            ds *= 6 * SQRT_2_OVER_PI * 0.044715
+            ds += 2 * SQRT_2_OVER_PI
+            ds *= xs                          # x du2/dx
+            ds *= s
+            ds -= ds * s                      # x s (1 - s) du2/dx
+            ds += s
             ds *= gf[lo:hi]
         parallel_for(kernel, xf.size, xp=xp)
         return d.reshape(g.shape)
@@ -258,10 +258,18 @@ def _attention_probs(xp, q, k, causal, scale):
     return s
 
 
-def _attention_backward(xp, g, q, k, v, causal, scale, dropout_mask, needs=(True, True, True)):
-    # p is recomputed from q and k rather than kept from the forward (like flash attention):
-    # the (T x T) weights of every head are the largest activation of a block
-    p = _attention_probs(xp, q, k, causal, scale)
+def _keep_probs(p, q, k, v):
+    """Whether forward keeps the attention weights p for backward: only while they are no
+    larger than q, k and v together (T <= 3 head sizes). Longer contexts recompute p from q
+    and k in backward (like flash attention): there the (T x T) weights of every head would
+    be the largest activation of a block."""
+    return p.size <= q.size + k.size + v.size
+
+
+def _attention_backward(xp, g, q, k, v, causal, scale, dropout_mask, needs=(True, True, True),
+                        p=None):
+    if p is None:
+        p = _attention_probs(xp, q, k, causal, scale)
     pd = p if dropout_mask is None else p * dropout_mask
     gv = xp.swapaxes(pd, -1, -2) @ g if needs[2] else None
     gs = g @ xp.swapaxes(v, -1, -2)                # d pd
@@ -292,11 +300,12 @@ class Attention(Function):
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
         p = _attention_probs(self.xp, q, k, causal, self.scale)
         self.q, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
+        self.p = p if _keep_probs(p, q, k, v) else None
         return (p if dropout_mask is None else p * dropout_mask) @ v
 
     def backward(self, g):
         return _attention_backward(self.xp, g, self.q, self.k, self.v, self.causal,
-                                   self.scale, self.mask, self.needs_grad)
+                                   self.scale, self.mask, self.needs_grad, self.p)
 
 
 @register
@@ -316,6 +325,7 @@ class MultiHeadAttention(Function):
         p = _attention_probs(xp, q, k, causal, self.scale)
         y = (p if dropout_mask is None else p * dropout_mask) @ v      # (B, nh, T, hs)
         self.q, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
+        self.p = p if _keep_probs(p, q, k, v) else None
         return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
 
     def backward(self, g):
@@ -323,7 +333,7 @@ class MultiHeadAttention(Function):
         B, nh, T, hs = self.q.shape
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
         gq, gk, gv = _attention_backward(xp, g, self.q, self.k, self.v, self.causal,
-                                         self.scale, self.mask)
+                                         self.scale, self.mask, p=self.p)
         grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
         for i, gi in enumerate((gq, gk, gv)):
             grad[:, :, i] = gi.transpose(0, 2, 1, 3)    # (B, nh, T, hs) -> (B, T, nh, hs)

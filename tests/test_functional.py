@@ -164,6 +164,26 @@ def test_multi_head_attention_matches_split_heads_composite(data):
     same_value_and_grad(lambda t: F.multi_head_attention(t, nh), composite, [qkv])
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_attention_backward_with_kept_or_recomputed_weights(monkeypatch, keep):
+    """Short contexts keep the attention weights for backward, long ones recompute them:
+    both give the composite's gradient."""
+    import minigrad.fused as FU
+    monkeypatch.setattr(FU, "_keep_probs", lambda *arrays: keep)
+    rng = np.random.default_rng(1)
+    B, T, nh, hs = 2, 5, 2, 3
+    qkv = rng.standard_normal((B, T, 3 * nh * hs))
+
+    def composite(t):
+        q, k, v = (a.reshape(B, T, nh, hs).transpose(1, 2) for a in t.split(nh * hs, dim=2))
+        return _comp_attention(q, k, v).transpose(1, 2).reshape(B, T, nh * hs)
+
+    same_value_and_grad(lambda t: F.multi_head_attention(t, nh), composite, [qkv])
+    q, k, v = (rng.standard_normal((B, nh, T, hs)) for _ in range(3))
+    same_value_and_grad(lambda *ts: F.scaled_dot_product_attention(*ts, is_causal=True),
+                        lambda *ts: C.attention(*ts, is_causal=True), [q, k, v])
+
+
 def _comp_attention(q, k, v):
     return C.attention(q, k, v, is_causal=True)
 
