@@ -62,6 +62,8 @@ class PairRanks:
 def bpe_many(chunks: Sequence[bytes], table: PairRanks) -> list[tuple[int, ...]]:
     """The BPE ids of every chunk in ``chunks`` (each non-empty), in order."""
     n = len(chunks)
+    if n == 0:
+        return []
     lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n)
     ids = np.frombuffer(b"".join(chunks), dtype=np.uint8).astype(np.int64)  # (N,) all bytes
     if table.byte_ids is not None:

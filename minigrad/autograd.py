@@ -21,6 +21,7 @@ OPS: dict[str, type] = {}   # name -> Function class; tests enumerate it
 
 _grad_enabled = True
 _anomaly_mode = False
+_tensor_class = None    # minigrad.tensor.Tensor; tensor.py (which imports this module) sets it
 _current_stage = None   # a label (e.g. "attention") that new graph nodes are tagged with
 
 
@@ -40,28 +41,31 @@ class Function:
 
     @classmethod
     def apply(cls, *tensors, **consts):
-        from .tensor import Tensor
+        # (the hot path of every op: kept lean, it is most of the cost of tiny tensors)
         arrays = [t.data for t in tensors]
-        kind = type(arrays[0])
+        first = arrays[0]
+        kind = type(first)
         for t, a in zip(tensors, arrays):
-            if type(a) is not kind and backend.device_of(a) != backend.device_of(arrays[0]):
+            if type(a) is not kind and backend.device_of(a) != backend.device_of(first):
                 raise DeviceError(
                     f"{cls.__name__}: expected all tensors on the same device, got "
                     f"{tensors[0].device} and {t.device}; move one with .to({tensors[0].device!r}) "
                     f"or .to({t.device!r}) before combining them")
         fn = cls()
-        fn.xp = backend.get_array_module(arrays[0])
+        fn.xp = np if kind is np.ndarray else backend.get_array_module(first)
         if _current_stage is not None:
             fn.stage = _current_stage
-        requires_grad = _grad_enabled and cls.differentiable and any(t.requires_grad for t in tensors)
-        if requires_grad:
-            fn.needs_grad = [t.requires_grad for t in tensors]
+        requires_grad = False
+        if _grad_enabled and cls.differentiable:
+            needs = [t.requires_grad for t in tensors]
+            if True in needs:
+                requires_grad, fn.needs_grad = True, needs
         out = fn.forward(*arrays, **consts)
         if isinstance(out, np.generic):   # NumPy turns 0-d results into scalars
             out = np.asarray(out)
         if _anomaly_mode:
             _check_finite(out, f"forward of {cls.__name__}", getattr(fn, "stage", None))
-        result = Tensor._make(out, requires_grad)
+        result = _tensor_class._make(out, requires_grad)
         if requires_grad:
             fn.inputs = tensors
             result._ctx = fn

@@ -5,6 +5,7 @@ ops.py / fused.py and the graph walking in autograd.py.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -357,7 +358,7 @@ class Tensor:
                 raise ShapeError(f"reshape: sizes must be ints >= 0 (or one -1), got {shape}")
         if shape.count(-1) > 1:
             raise ShapeError(f"reshape: only one size can be -1 (inferred), got {shape}")
-        size = int(np.prod([s for s in shape if s != -1])) if shape else 1
+        size = math.prod(s for s in shape if s != -1)
         if (-1 not in shape and size != self.numel()) or (
                 -1 in shape and (size == 0 or self.numel() % size)):
             raise ShapeError(f"reshape: cannot reshape a tensor of shape {self.shape} "
@@ -479,6 +480,9 @@ class _HookHandle:
     def remove(self):
         if self.fn in self.hooks:
             self.hooks.remove(self.fn)
+
+
+autograd._tensor_class = Tensor   # the engine wraps every op result in one
 
 
 @autograd.register
