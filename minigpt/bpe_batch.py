@@ -19,7 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-NO_MERGE = np.iinfo(np.int64).max  # the rank of a pair that is not a merge
+# ids and ranks fit int32 (the tokenizer caps ids at 2**31 - 1): half the memory traffic of int64
+NO_MERGE = np.iinfo(np.int32).max  # the rank of a pair that is not a merge
 
 
 class PairRanks:
@@ -37,25 +38,25 @@ class PairRanks:
         order = np.argsort(keys)
         # a trailing sentinel key, so searchsorted never points past the end
         self.keys = np.append(keys[order], NO_MERGE)
-        self.ranks = np.append(values[order], NO_MERGE)
+        self.ranks = np.append(values[order], NO_MERGE).astype(np.int32)
         self.dense_size = d = min(dense, self.base)
         small = (pairs < d).all(axis=1)
-        self.dense = np.full(d * d, -1, dtype=np.int32)  # -1: not a merge
+        self.dense = np.full(d * d, NO_MERGE, dtype=np.int32)
         self.dense[pairs[small, 0] * d + pairs[small, 1]] = values[small]
-        self.rank_to_id = np.array(rank_to_id, dtype=np.int64)
-        self.byte_ids = None if byte_ids is None else np.array(byte_ids, dtype=np.int64)
+        self.rank_to_id = np.array(rank_to_id, dtype=np.int32)
+        self.byte_ids = None if byte_ids is None else np.array(byte_ids, dtype=np.int32)
 
     def lookup(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Rank of each pair (left[i], right[i]); NO_MERGE where it is not a merge."""
+        """Rank of each pair (left[i], right[i]) of int32 ids; NO_MERGE where it is not a merge."""
         d = self.dense_size
         small = (left < d) & (right < d)
-        rank = self.dense[np.where(small, left * d + right, 0)].astype(np.int64)
-        rank[rank < 0] = NO_MERGE
+        if small.all():
+            return self.dense[left * d + right]
+        rank = self.dense[np.where(small, left * d + right, 0)]
         big = np.flatnonzero(~small)
-        if big.size:
-            k = left[big] * self.base + right[big]
-            pos = np.searchsorted(self.keys, k)
-            rank[big] = np.where(self.keys[pos] == k, self.ranks[pos], NO_MERGE)
+        k = left[big].astype(np.int64) * self.base + right[big]
+        pos = np.searchsorted(self.keys, k)
+        rank[big] = np.where(self.keys[pos] == k, self.ranks[pos], NO_MERGE)
         return rank
 
 
@@ -65,7 +66,7 @@ def bpe_many(chunks: Sequence[bytes], table: PairRanks) -> list[tuple[int, ...]]
     if n == 0:
         return []
     lens = np.fromiter(map(len, chunks), dtype=np.int64, count=n)
-    ids = np.frombuffer(b"".join(chunks), dtype=np.uint8).astype(np.int64)  # (N,) all bytes
+    ids = np.frombuffer(b"".join(chunks), dtype=np.uint8).astype(np.int32)  # (N,) all bytes
     if table.byte_ids is not None:
         ids = table.byte_ids[ids]
     alive = np.arange(n)                       # original index of each chunk still merging
@@ -99,12 +100,15 @@ def bpe_many(chunks: Sequence[bytes], table: PairRanks) -> list[tuple[int, ...]]
         first = np.maximum.accumulate(np.where(run_start, np.arange(hit.size), 0))
         hit = hit[(np.arange(hit.size) - first) % 2 == 0]
         ids[hit] = table.rank_to_id[rank[hit]]
-        gone = np.ones(ids.size, dtype=bool)
-        gone[hit + 1] = False
+        kept = np.ones(ids.size, dtype=bool)
+        kept[hit + 1] = False                      # the right half of each merged pair goes
         lens = lens - np.bincount(owner[hit], minlength=lens.size)
-        ids, owner = ids[gone], owner[gone]
-    flat_owner = np.concatenate(done_owner)
-    order = np.argsort(flat_owner, kind="stable")
-    flat = np.concatenate(done_ids)[order].tolist()
-    bounds = np.concatenate(([0], np.cumsum(np.bincount(flat_owner, minlength=n)))).tolist()
+        ids, owner = ids[kept], owner[kept]
+    return _tuples(np.concatenate(done_ids), np.concatenate(done_owner), n)
+
+
+def _tuples(ids: np.ndarray, owner: np.ndarray, n: int) -> list[tuple[int, ...]]:
+    """One tuple of ids per chunk 0..n-1, from the ids and their (unsorted) chunk numbers."""
+    flat = ids[np.argsort(owner, kind="stable")].tolist()
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=n)))).tolist()
     return [tuple(flat[bounds[i]:bounds[i + 1]]) for i in range(n)]
