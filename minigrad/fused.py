@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .autograd import Function, register
 from .backend import erf, parallel_for
 
@@ -239,55 +241,120 @@ class Linear(Function):
         return gx, gw, (g2.sum(axis=0) if self.needs_grad[2] else None)
 
 
-def _attention_probs(xp, q, k, causal, scale):
-    """p = softmax(q k^T * scale), query i seeing keys j <= i + (Tk - Tq) when causal."""
-    s = q @ xp.swapaxes(k, -1, -2)                 # (..., Tq, Tk)
-    tq, tk = q.shape[-2], k.shape[-2]
-    # the causal mask as 0 / -inf to add (a plain add is 3x faster than a masked copy)
-    mask = xp.triu(xp.full((tq, tk), -xp.inf, dtype=s.dtype), k=tk - tq + 1) if causal else None
-    rows = s.reshape((-1, tq, tk))
+# ----------------------------------------------------------------------------- attention
+# Causal attention in blocks of queries, as flash attention does: the queries a:b see only
+# the keys 0:e (e = b + Tk - Tq), so a block never computes the scores of keys it cannot see
+# (with T = 4 blocks, 5/8 of the T x T scores). The softmax stays unnormalised, w =
+# exp(s - rowmax), and its row sums S divide the (T x hs) output instead of the (T x T) weights:
+#   y = (w * mask) v / S
+#   backward, with G = dL/dy and Gs = G / S:
+#   dv = (w * mask)^T Gs;  dw' = (Gs v^T) * mask;  ds = w (dw' - rowsum(dw' w) / S);
+#   dq = ds k * scale;  dk = ds^T (q * scale)
+ATTENTION_BLOCK = 64   # queries per block
 
-    def kernel(lo, hi):                            # scale, mask, softmax, all in place
+
+def _query_blocks(tq, tk, causal):
+    """(a, b, e) for each block: queries a:b, which see keys 0:e."""
+    if not causal:
+        return [(0, tq, tk)]
+    blocks = []
+    for a in range(0, tq, ATTENTION_BLOCK):
+        b = min(tq, a + ATTENTION_BLOCK)
+        blocks.append((a, b, max(1, min(tk, b + tk - tq))))
+    return blocks
+
+
+def _attention_weights(xp, qs, k, a, b, e, causal):
+    """w = exp(s - rowmax) for queries a:b over keys 0:e, s = qs k^T (qs = q * scale), the
+    keys ahead of each query masked when causal; and the row sums S of w."""
+    s = qs[..., a:b, :] @ xp.swapaxes(k[..., :e, :], -1, -2)           # (..., b-a, e)
+    tq, tk = qs.shape[-2], k.shape[-2]
+    mask = None
+    if causal and e > a + tk - tq + 1:        # the block reaches keys ahead of some query
+        ahead = xp.arange(e)[None, :] > xp.arange(a, b)[:, None] + (tk - tq)
+        mask = xp.where(ahead, -xp.inf, 0).astype(s.dtype)              # (b-a, e): 0 / -inf
+    rows = s.reshape((-1,) + s.shape[-2:])
+    sums = xp.empty(rows.shape[:2], dtype=s.dtype)
+
+    def kernel(lo, hi):                        # mask, shift, exp, row sums, in place
         r = rows[lo:hi]
-        r *= scale
         if mask is not None:
             r += mask
         r -= r.max(axis=-1, keepdims=True)
         xp.exp(r, out=r)
-        r /= xp.einsum("bij->bi", r)[..., None]    # row sums (einsum: faster than .sum)
+        sums[lo:hi] = xp.einsum("bij->bi", r)  # (einsum: faster than .sum on short rows)
     parallel_for(kernel, rows.shape[0], s.size, xp=xp)
-    return s
+    return s, sums.reshape(s.shape[:-1])
 
 
-def _keep_probs(p, q, k, v):
-    """Whether forward keeps the attention weights p for backward: only while they are no
-    larger than q, k and v together (T <= 3 head sizes). Longer contexts recompute p from q
-    and k in backward (like flash attention): there the (T x T) weights of every head would
-    be the largest activation of a block."""
-    return p.size <= q.size + k.size + v.size
+def _keep_weights(q, k, v):
+    """Whether forward keeps the attention weights for backward: only while they are no
+    larger than q, k and v together (T <= 3 head sizes). Longer contexts recompute them
+    block by block in backward (like flash attention): there the (T x T) weights of every
+    head would be the largest activation of a block."""
+    n = q.shape[-2] * k.shape[-2] * math.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2]))
+    return n <= q.size + k.size + v.size
 
 
-def _attention_backward(xp, g, q, k, v, causal, scale, dropout_mask, needs=(True, True, True),
-                        p=None):
-    if p is None:
-        p = _attention_probs(xp, q, k, causal, scale)
-    pd = p if dropout_mask is None else p * dropout_mask
-    gv = xp.swapaxes(pd, -1, -2) @ g if needs[2] else None
-    gs = g @ xp.swapaxes(v, -1, -2)                # d pd
-    if dropout_mask is not None:
-        gs *= dropout_mask                         # d p
-    tq, tk = gs.shape[-2:]
-    rows, prows = gs.reshape((-1, tq, tk)), p.reshape((-1, tq, tk))
+def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None):
+    """y (..., Tq, hv), qs = q * scale, and the weights of each block (None: not kept)."""
+    qs = q * scale if qs is None else qs
+    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    y = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=v.dtype)
+    keep = _keep_weights(q, k, v)
+    saved = []
+    for a, b, e in _query_blocks(q.shape[-2], k.shape[-2], causal):
+        w, sums = _attention_weights(xp, qs, k, a, b, e, causal)
+        wd = w if dropout_mask is None else w * dropout_mask[..., a:b, :e]
+        yb = y[..., a:b, :]
+        xp.matmul(wd, v[..., :e, :], out=yb)
+        yb /= sums[..., None]
+        saved.append((w, sums) if keep else None)
+    return y, qs, saved
 
-    def kernel(lo, hi):                            # d s = p (dp - sum(dp p)) * scale
-        r, pr = rows[lo:hi], prows[lo:hi]
-        r -= xp.einsum("bij,bij->bi", r, pr)[..., None]
-        r *= pr
-        r *= scale
-    parallel_for(kernel, rows.shape[0], gs.size, xp=xp)
-    gq = gs @ k if needs[0] else None
-    gk = xp.swapaxes(gs, -1, -2) @ q if needs[1] else None
+
+def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
+                        needs=(True, True, True)):
+    tq, tk = qs.shape[-2], k.shape[-2]
+    batch = g.shape[:-2]
+    gq = xp.empty(batch + (tq, qs.shape[-1]), dtype=g.dtype) if needs[0] else None
+    gk = gv = None
+    # last block first: it sees every key, so it sets dk and dv, and the others add to them
+    for (a, b, e), kept in reversed(list(zip(_query_blocks(tq, tk, causal), saved))):
+        w, sums = kept if kept is not None else _attention_weights(xp, qs, k, a, b, e, causal)
+        gs = g[..., a:b, :] / sums[..., None]                       # G / S  (..., b-a, hv)
+        mask = None if dropout_mask is None else dropout_mask[..., a:b, :e]
+        if needs[2]:
+            wd = w if mask is None else w * mask
+            gv = _add_rows(gv, xp.swapaxes(wd, -1, -2) @ gs)
+        ds = gs @ xp.swapaxes(v[..., :e, :], -1, -2)                # dw'  (..., b-a, e)
+        if mask is not None:
+            ds *= mask
+        rows, wrows = ds.reshape((-1,) + ds.shape[-2:]), w.reshape((-1,) + w.shape[-2:])
+        srows = sums.reshape(rows.shape[:2])
+
+        def kernel(lo, hi):                    # ds = w (dw' - rowsum(dw' w) / S)
+            r, wr = rows[lo:hi], wrows[lo:hi]
+            c = xp.einsum("bij,bij->bi", r, wr)
+            c /= srows[lo:hi]
+            r -= c[..., None]
+            r *= wr
+        parallel_for(kernel, rows.shape[0], ds.size, xp=xp)
+        if gq is not None:
+            gqb = gq[..., a:b, :]
+            xp.matmul(ds, k[..., :e, :], out=gqb)
+            gqb *= scale
+        if needs[1]:
+            gk = _add_rows(gk, xp.swapaxes(ds, -1, -2) @ qs[..., a:b, :])
     return gq, gk, gv
+
+
+def _add_rows(total, part):
+    """total with part added to its first rows (part itself when total is None)."""
+    if total is None:
+        return part
+    total[..., :part.shape[-2], :] += part
+    return total
 
 
 @register
@@ -296,17 +363,17 @@ class Attention(Function):
     # s = q k^T * scale, masked so query i sees keys j <= i + (Tk - Tq); p = softmax(s);
     # y = (p * dropout_mask) @ v.
     # dv = pd^T g;  dpd = g v^T;  dp = dpd * mask;  ds = p (dp - sum(dp p));  dq = ds k scale;
-    # dk = ds^T q scale
+    # dk = ds^T q scale   (computed in query blocks, see above)
     def forward(self, q, k, v, causal=True, scale=None, dropout_mask=None):
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        p = _attention_probs(self.xp, q, k, causal, self.scale)
-        self.q, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
-        self.p = p if _keep_probs(p, q, k, v) else None
-        return (p if dropout_mask is None else p * dropout_mask) @ v
+        y, self.qs, self.saved = _attention_forward(self.xp, q, k, v, causal, self.scale,
+                                                    dropout_mask)
+        self.k, self.v, self.causal, self.mask = k, v, causal, dropout_mask
+        return y
 
     def backward(self, g):
-        return _attention_backward(self.xp, g, self.q, self.k, self.v, self.causal,
-                                   self.scale, self.mask, self.needs_grad, self.p)
+        return _attention_backward(self.xp, g, self.qs, self.k, self.v, self.causal,
+                                   self.scale, self.mask, self.saved, self.needs_grad)
 
 
 @register
@@ -323,18 +390,18 @@ class MultiHeadAttention(Function):
         heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
         q, k, v = heads                                # 3 x (B, nh, T, hs)
         self.scale = 1.0 / math.sqrt(hs)
-        p = _attention_probs(xp, q, k, causal, self.scale)
-        y = (p if dropout_mask is None else p * dropout_mask) @ v      # (B, nh, T, hs)
-        self.q, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
-        self.p = p if _keep_probs(p, q, k, v) else None
+        q *= self.scale                                # our own copy: scale it in place
+        y, self.qs, self.saved = _attention_forward(xp, q, k, v, causal, self.scale,
+                                                    dropout_mask, qs=q)   # (B, nh, T, hs)
+        self.k, self.v, self.causal, self.mask = k, v, causal, dropout_mask
         return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
 
     def backward(self, g):
         xp = self.xp
-        B, nh, T, hs = self.q.shape
+        B, nh, T, hs = self.qs.shape
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
-        gq, gk, gv = _attention_backward(xp, g, self.q, self.k, self.v, self.causal,
-                                         self.scale, self.mask, p=self.p)
+        gq, gk, gv = _attention_backward(xp, g, self.qs, self.k, self.v, self.causal,
+                                         self.scale, self.mask, self.saved)
         grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
         for i, gi in enumerate((gq, gk, gv)):
             grad[:, :, i] = gi.transpose(0, 2, 1, 3)    # (B, nh, T, hs) -> (B, T, nh, hs)

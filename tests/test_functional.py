@@ -165,12 +165,15 @@ def test_multi_head_attention_matches_split_heads_composite(data):
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_attention_backward_with_kept_or_recomputed_weights(monkeypatch, keep):
-    """Short contexts keep the attention weights for backward, long ones recompute them:
-    both give the composite's gradient."""
+@pytest.mark.parametrize("block", [1, 2, 3, 64])
+def test_attention_in_query_blocks_with_kept_or_recomputed_weights(monkeypatch, keep, block):
+    """Causal attention runs in blocks of queries (each seeing only the keys it may), and
+    keeps its weights for backward or recomputes them: every way gives the composite's value
+    and gradient, with Tq < Tk (a KV cache) and with dropout."""
     import minigrad.fused as FU
-    monkeypatch.setattr(FU, "_keep_probs", lambda *arrays: keep)
-    rng = np.random.default_rng(1)
+    monkeypatch.setattr(FU, "_keep_weights", lambda *arrays: keep)
+    monkeypatch.setattr(FU, "ATTENTION_BLOCK", block)
+    rng = np.random.default_rng(block)
     B, T, nh, hs = 2, 5, 2, 3
     qkv = rng.standard_normal((B, T, 3 * nh * hs))
 
@@ -179,9 +182,22 @@ def test_attention_backward_with_kept_or_recomputed_weights(monkeypatch, keep):
         return _comp_attention(q, k, v).transpose(1, 2).reshape(B, T, nh * hs)
 
     same_value_and_grad(lambda t: F.multi_head_attention(t, nh), composite, [qkv])
+    for tq in (1, 3, 5):   # queries at the end of 5 keys, as with a KV cache
+        q = rng.standard_normal((B, nh, tq, hs))
+        k, v = rng.standard_normal((B, nh, T, hs)), rng.standard_normal((B, nh, T, 4))
+        same_value_and_grad(lambda *ts: F.scaled_dot_product_attention(*ts, is_causal=True),
+                            lambda *ts: C.attention(*ts, is_causal=True), [q, k, v])
+    drop = (rng.random((B, nh, T, T)) > 0.3) / 0.7
     q, k, v = (rng.standard_normal((B, nh, T, hs)) for _ in range(3))
-    same_value_and_grad(lambda *ts: F.scaled_dot_product_attention(*ts, is_causal=True),
-                        lambda *ts: C.attention(*ts, is_causal=True), [q, k, v])
+
+    def composite_with_dropout(q, k, v):
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        allowed = np.tril(np.ones((T, T), dtype=bool))
+        att = mg.where(mg.Tensor._make(allowed, False), att, float("-inf"))
+        return (C.softmax(att, -1) * mg.tensor(drop, dtype="float64")) @ v
+
+    same_value_and_grad(lambda *ts: FU.Attention.apply(*ts, dropout_mask=drop),
+                        composite_with_dropout, [q, k, v])
 
 
 def _comp_attention(q, k, v):
