@@ -19,6 +19,7 @@ File formats (save/load, tiktoken ranks, GPT-2 ``encoder.json`` + ``vocab.bpe``)
 """
 from __future__ import annotations
 
+import gc
 import heapq
 import re
 import sys
@@ -549,13 +550,14 @@ class Tokenizer:
         if len(new) > _CACHE_MAX:  # too many distinct chunks to cache them all: stream
             return list(chain.from_iterable(map(self._encode_chunk, chunks)))
         byte_ids, ranks, r2i = self._byte_ids, self._ranks, self._rank_to_id
-        batch = []
+        batch, batch_bytes = [], []
         for chunk in new:  # (inlined _encode_chunk: this loop is the cold-cache hot spot)
             b = chunk.encode("utf-8", "surrogateescape")
             if len(b) == 1 and byte_ids is None:
                 cache[chunk] = (b[0],)
             elif len(new) >= _BATCH_MIN and len(b) <= _LONG_CHUNK:
-                batch.append((chunk, b))
+                batch.append(chunk)
+                batch_bytes.append(b)
             else:
                 ids = list(b) if byte_ids is None else [byte_ids[x] for x in b]
                 bpe = _bpe_short if len(ids) <= _LONG_CHUNK else _bpe_long
@@ -563,7 +565,15 @@ class Tokenizer:
         if batch:
             if self._pair_ranks is None:
                 self._pair_ranks = PairRanks(ranks, r2i, byte_ids)
-            cache.update(zip([c for c, _ in batch], bpe_many([b for _, b in batch], self._pair_ranks)))
+            # thousands of new tuples of ints would set off garbage collections that cannot
+            # find anything (~10% of a first encode): pause the collector while making them
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                cache.update(zip(batch, bpe_many(batch_bytes, self._pair_ranks)))
+            finally:
+                if collecting:
+                    gc.enable()
         return list(chain.from_iterable(map(cache.__getitem__, chunks)))
 
     def encode_ordinary(self, text: str) -> list[int]:
