@@ -58,6 +58,46 @@ _ASCII_SPLITTERS = {
         r"""'(?i:[sdmt]|ll|ve|re)|[^\r\nA-Za-z0-9]?[A-Za-z]+|[0-9]{1,3}| ?[^\sA-Za-z0-9]+[\r\n]*"""
         r"""|\s*[\r\n]|\s+(?!\S)|\s+""", re.ASCII),
 }
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_MIN_ASCII_STRETCH = 2048  # characters of ASCII between two non-ASCII ones to split it apart
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _is_cut(text: str, i: int, gpt4: bool) -> bool:
+    r"""Whether no chunk of the built-in pattern crosses position i, whatever the rest of the
+    text: a newline right after an ASCII letter (a run of letters ends there and the newline
+    starts a chunk afresh), or, with GPT-4's pattern, a letter right after a newline (its
+    \s*[\r\n] ends a whitespace run at its last newline; GPT-2's \s+(?!\S) would not)."""
+    if not 0 < i < len(text):
+        return False
+    return (text[i] == "\n" and text[i - 1] in _ASCII_LETTERS) or \
+        (gpt4 and text[i - 1] == "\n" and text[i] in _ASCII_LETTERS)
+
+
+def _cut_before(text: str, lo: int, hi: int, gpt4: bool) -> int:
+    """The last cut (see _is_cut) in [lo, hi], else lo."""
+    c = text.rfind("\n", lo, hi)
+    while c != -1:
+        if c + 1 <= hi and _is_cut(text, c + 1, gpt4):
+            return c + 1
+        if _is_cut(text, c, gpt4):
+            return c
+        c = text.rfind("\n", lo, c)
+    return lo
+
+
+def _cut_after(text: str, lo: int, gpt4: bool) -> int:
+    """The first cut (see _is_cut) at or after lo, else len(text)."""
+    c = text.find("\n", lo)
+    while c != -1:
+        if _is_cut(text, c, gpt4):
+            return c
+        if _is_cut(text, c + 1, gpt4):
+            return c + 1
+        c = text.find("\n", c + 1)
+    return len(text)
+
+
 EOT = "<|endoftext|>"
 
 _LONG_CHUNK = 256      # chunks longer than this (in bytes) use the O(n log n) heap encoder
@@ -512,8 +552,8 @@ class Tokenizer:
         c = self._compiled
         if c is None:
             return [text] if text else []
-        if self._ascii_split is not None and text.isascii():
-            return self._ascii_split.findall(text)
+        if self._ascii_split is not None:
+            return self._ascii_split.findall(text) if text.isascii() else self._split_mixed(text)
         if c.groups == 0:
             chunks = c.findall(text)
             if self._covering or sum(map(len, chunks)) == len(text):
@@ -528,6 +568,27 @@ class Tokenizer:
             pos = m.end()
         if pos < len(text):
             chunks.append(text[pos:])
+        return chunks
+
+    def _split_mixed(self, text: str) -> list[str]:
+        """Split text with a built-in pattern: the stretches around non-ASCII characters
+        with ``regex``, the ASCII stretches between them with the fast stdlib splitter.
+        Stretches are cut only where no chunk can cross (see _is_cut), so the chunks are
+        those of ``regex`` on the whole text (tested)."""
+        fast, slow = self._ascii_split.findall, self._compiled.findall
+        gpt4 = self.pattern == GPT4_SPLIT_PATTERN
+        chunks: list[str] = []
+        pos = 0
+        while (m := _NON_ASCII.search(text, pos)) is not None:
+            a, b = _cut_before(text, pos, m.start(), gpt4), _cut_after(text, m.end(), gpt4)
+            # a short stretch of ASCII is not worth its own call: keep going
+            while (m := _NON_ASCII.search(text, b)) is not None and \
+                    m.start() - b < _MIN_ASCII_STRETCH:
+                b = _cut_after(text, m.end(), gpt4)
+            chunks += fast(text[pos:a])
+            chunks += slow(text[a:b])
+            pos = b
+        chunks += fast(text[pos:])
         return chunks
 
     def _encode_chunk(self, chunk: str) -> tuple[int, ...]:

@@ -197,6 +197,30 @@ def test_ascii_splitter_equals_regex(s, pattern):
     assert t.split(s) == regex.findall(t.pattern, s)
 
 
+@given(s=st.text(alphabet="aZs'\u2019 \n\r\t1!é日😀\u0301", max_size=120) | st.text(max_size=60),
+       pattern=st.sampled_from(["gpt2", "gpt4"]))
+@example(s="Hello\nWörld\nagain\n  x'S\nend", pattern="gpt4")
+@example(s="x!\n é", pattern="gpt4")                 # a newline after punctuation is no cut
+@example(s="é!\nab\n x", pattern="gpt4")
+@example(s="ab  \n\n é\t\nq\r\n1é", pattern="gpt4")
+@example(s="x!\n é", pattern="gpt2")
+@example(s="é \n\nab", pattern="gpt2")             # GPT-2: no cut after a newline
+@example(s="x\n\né", pattern="gpt2")
+@example(s="é!\n\nAb  \n\nc", pattern="gpt4")
+def test_mixed_text_splitter_equals_regex(s, pattern):
+    """Text with some non-ASCII characters is split in stretches (regex around them, the
+    fast splitter elsewhere, cut before newlines that follow letters): same chunks."""
+    import minigpt.tokenizer as T
+    t = Tokenizer(pattern=pattern)
+    want = regex.findall(t.pattern, s)
+    assert t.split(s) == want
+    default, T._MIN_ASCII_STRETCH = T._MIN_ASCII_STRETCH, 0   # every ASCII stretch apart
+    try:
+        assert t.split(s) == want
+    finally:
+        T._MIN_ASCII_STRETCH = default
+
+
 @given(corpus=st.text(alphabet="aab c'\n1é", min_size=2, max_size=150),
        chunks=st.lists(st.binary(min_size=1, max_size=40) | st.text("aab c1é", min_size=1).map(str.encode),
                        min_size=1, max_size=30),
