@@ -244,7 +244,7 @@ class Linear(Function):
 # ----------------------------------------------------------------------------- attention
 # Causal attention in blocks of queries, as flash attention does: the queries a:b see only
 # the keys 0:e (e = b + Tk - Tq), so a block never computes the scores of keys it cannot see
-# (with T = 4 blocks, 5/8 of the T x T scores). The softmax stays unnormalised, w =
+# (over four blocks, 5/8 of the T x T scores are computed). The softmax stays unnormalised, w =
 # exp(s - rowmax), and its row sums S divide the (T x hs) output instead of the (T x T) weights:
 #   y = (w * mask) v / S
 #   backward, with G = dL/dy and Gs = G / S:
