@@ -147,7 +147,7 @@ def _gelu_sigmoid(xp, xs, s):
     s *= -2 * SQRT_2_OVER_PI * 0.044715
     s -= 2 * SQRT_2_OVER_PI
     s *= xs                                   # -2u
-    with xp.errstate(over="ignore"):
+    with np.errstate(over="ignore"):     # (NumPy only; CuPy does not warn)
         xp.exp(s, out=s)
     s += 1
     xp.reciprocal(s, out=s)
@@ -307,7 +307,7 @@ def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None):
         w, sums = _attention_weights(xp, qs, k, a, b, e, causal)
         wd = w if dropout_mask is None else w * dropout_mask[..., a:b, :e]
         yb = y[..., a:b, :]
-        xp.matmul(wd, v[..., :e, :], out=yb)
+        yb[...] = wd @ v[..., :e, :]        # (no matmul out=: a strided view; CuPy may not take it)
         yb /= sums[..., None]
         saved.append((w, sums) if keep else None)
     return y, qs, saved
@@ -342,7 +342,7 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
         parallel_for(kernel, rows.shape[0], ds.size, xp=xp)
         if gq is not None:
             gqb = gq[..., a:b, :]
-            xp.matmul(ds, k[..., :e, :], out=gqb)
+            gqb[...] = ds @ k[..., :e, :]
             gqb *= scale
         if needs[1]:
             gk = _add_rows(gk, xp.swapaxes(ds, -1, -2) @ qs[..., a:b, :])
