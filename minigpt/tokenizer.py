@@ -498,10 +498,11 @@ class Tokenizer:
         pieces = _special_regex(specials).split(text)[::2] if specials else [text]
         counts: Counter = Counter()
         if pattern:
-            compiled, ascii_split = regex.compile(pattern), _ASCII_SPLITTERS.get(pattern)
+            # the built-in patterns split as encode does (ASCII stretches by the fast splitter)
+            split = Tokenizer(pattern=pattern)._split if pattern in _ASCII_SPLITTERS \
+                else regex.compile(pattern).findall
             for piece in pieces:
-                fast = ascii_split is not None and piece.isascii()
-                counts.update((ascii_split if fast else compiled).findall(piece))
+                counts.update(split(piece))
         else:
             counts.update(p for p in pieces if p)
         chunk_counts: dict[bytes, int] = {}
@@ -610,9 +611,9 @@ class Tokenizer:
             new = set(chunks)
         if len(new) > _CACHE_MAX:  # too many distinct chunks to cache them all: stream
             return list(chain.from_iterable(map(self._encode_chunk, chunks)))
-        byte_ids, ranks, r2i = self._byte_ids, self._ranks, self._rank_to_id
-        batch, batch_bytes = [], []
-        for chunk in new:  # (inlined _encode_chunk: this loop is the cold-cache hot spot)
+        byte_ids = self._byte_ids
+        batch, batch_bytes = [], []   # (most new chunks go to bpe_batch, all at once)
+        for chunk in new:
             b = chunk.encode("utf-8", "surrogateescape")
             if len(b) == 1 and byte_ids is None:
                 cache[chunk] = (b[0],)
@@ -620,12 +621,10 @@ class Tokenizer:
                 batch.append(chunk)
                 batch_bytes.append(b)
             else:
-                ids = list(b) if byte_ids is None else [byte_ids[x] for x in b]
-                bpe = _bpe_short if len(ids) <= _LONG_CHUNK else _bpe_long
-                cache[chunk] = tuple(bpe(ids, ranks, r2i))
+                cache[chunk] = self._encode_chunk(chunk)
         if batch:
             if self._pair_ranks is None:
-                self._pair_ranks = PairRanks(ranks, r2i, byte_ids)
+                self._pair_ranks = PairRanks(self._ranks, self._rank_to_id, byte_ids)
             # thousands of new tuples of ints would set off garbage collections that cannot
             # find anything (~10% of a first encode): pause the collector while making them
             collecting = gc.isenabled()
