@@ -202,6 +202,11 @@ def index_add_rows(target, index, values) -> None:
         return
     flat = index.reshape(-1)
     rows = values.reshape((flat.size,) + target.shape[1:])
+    loops = kernels_for(np, target, rows)
+    if loops is not None and flat.dtype.kind in "iu" and flat.size:   # compiled: one pass
+        loops.index_add_rows_(target.reshape(target.shape[0], -1), np.ascontiguousarray(flat),
+                              rows.reshape(flat.size, -1))
+        return
     order = np.argsort(flat, kind="stable")
     sorted_idx = flat[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
@@ -274,6 +279,54 @@ def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
     blocked(bounds[0], bounds[1])   # this thread takes the first piece
     for f in futures:
         f.result()
+
+
+# ----------------------------------------------------------------------------- compiled loops
+# The fused ops' inner loops also exist compiled (kernels.py, Numba): one pass over memory
+# instead of one per NumPy ufunc. Whether to run them is decided here, with the array module.
+_kernels_on = os.environ.get("MINIGRAD_KERNELS", "1") != "0"
+_kernels = None          # the kernels module once imported
+_kernels_error = None    # why it could not be imported, if it could not
+
+
+def kernels_for(xp, *arrays):
+    """The compiled loops (module minigrad.kernels) when a fused op should run them on these
+    arrays: NumPy arrays, all float32 or all float64, C-contiguous, loops switched on
+    (MINIGRAD_KERNELS != 0, set_kernels_enabled) and numba importable. Otherwise None, and
+    the op runs its own code, written against xp (the path CuPy takes)."""
+    global _kernels, _kernels_error
+    if xp is not np or not _kernels_on:
+        return None
+    dtype = arrays[0].dtype
+    if dtype != np.float32 and dtype != np.float64:
+        return None
+    for a in arrays:
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            return None
+    if _kernels is None and _kernels_error is None:
+        try:
+            from . import kernels
+            _kernels = kernels
+        except ImportError as exc:
+            _kernels_error = f"{type(exc).__name__}: {exc}"
+    return _kernels
+
+
+def set_kernels_enabled(on: bool) -> bool:
+    """Switch the compiled loops on or off for this process; returns the previous setting.
+    Off, every fused op runs its NumPy code (what tests compare the loops with)."""
+    global _kernels_on
+    old, _kernels_on = _kernels_on, bool(on)
+    return old
+
+
+def kernels_status() -> str:
+    """'on', 'off (MINIGRAD_KERNELS=0)', or 'off (<why numba failed to import>)'."""
+    if not _kernels_on:
+        return "off (switched off)"
+    if kernels_for(np, np.zeros(1, np.float32)) is None:
+        return f"off ({_kernels_error})"
+    return "on"
 
 
 def erf(x):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .autograd import Function, register
-from .backend import erf, parallel_for
+from .backend import erf, kernels_for, parallel_for
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -60,8 +60,22 @@ class CrossEntropy(Function):
         rows = xp.arange(logits.shape[0])
         self.keep = targets != ignore_index
         safe = xp.where(self.keep, targets, 0)
-        p = xp.empty_like(logits)                       # softmax(z), kept for backward
         lse = xp.empty(logits.shape[0], dtype=logits.dtype)
+        self.count = int(self.keep.sum())
+        self.rows, self.safe, self.lse = rows, safe, lse
+        self.loops = kernels_for(xp, logits, lse)
+        if self.loops is not None:          # compiled: only logsumexp now, softmax in backward
+            self.logits, self.p = logits, None
+            parallel_for(lambda lo, hi: self.loops.log_sum_exp_rows(logits[lo:hi], lse[lo:hi]),
+                         logits.shape[0], logits.size)
+        else:
+            self.p = self._softmax_and_lse(logits, lse)
+        losses = (lse - logits[rows, safe]) * self.keep
+        return xp.asarray(losses.sum() / self.count if self.count else xp.nan, dtype=logits.dtype)
+
+    def _softmax_and_lse(self, logits, lse):
+        xp = self.xp
+        p = xp.empty_like(logits)                       # softmax(z), kept for backward
 
         def kernel(lo, hi):
             z, e = logits[lo:hi], p[lo:hi]
@@ -73,18 +87,22 @@ class CrossEntropy(Function):
             e /= total
             lse[lo:hi] = (m + xp.log(total))[:, 0]
         parallel_for(kernel, logits.shape[0], logits.size, xp=xp)
-        losses = (lse - logits[rows, safe]) * self.keep
-        self.count = int(self.keep.sum())
-        self.p, self.rows, self.safe = p, rows, safe
-        return xp.asarray(losses.sum() / self.count if self.count else xp.nan, dtype=logits.dtype)
+        return p
 
     def backward(self, g):
         xp = self.xp
         if self.count == 0:
-            return xp.zeros_like(self.p)
+            return xp.zeros_like(self.p if self.p is not None else self.logits)
+        scale = (self.keep * (g / self.count)).astype(self.lse.dtype)    # per row
+        if self.p is None:
+            z, grad = self.logits, xp.empty_like(self.logits)
+            parallel_for(lambda lo, hi: self.loops.cross_entropy_backward(
+                z[lo:hi], self.lse[lo:hi], self.safe[lo:hi], scale[lo:hi], grad[lo:hi]),
+                z.shape[0], z.size)
+            return grad
         grad = self.p                                   # ours to overwrite: freed after this
         grad[self.rows, self.safe] -= 1
-        grad *= (self.keep * (g / self.count))[:, None].astype(grad.dtype)
+        grad *= scale[:, None]
         return grad
 
 
@@ -100,6 +118,13 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, n)
         xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         rstd = xp.empty((x2.shape[0], 1), dtype=x.dtype)
+        self.xhat, self.rstd, self.weight = xhat, rstd, weight
+        loops = kernels_for(xp, x2, weight, bias)
+        if loops is not None:                                     # the same, compiled
+            parallel_for(lambda lo, hi: loops.layer_norm_forward(
+                x2[lo:hi], weight, bias, eps, xhat[lo:hi], y[lo:hi], rstd[lo:hi, 0]),
+                x2.shape[0], x2.size)
+            return y.reshape(x.shape)
         mean = x2 @ xp.full(n, 1.0 / n, dtype=x.dtype)           # (rows,)
 
         def kernel(lo, hi):
@@ -114,13 +139,15 @@ class LayerNorm(Function):
             xp.multiply(xh, weight, out=y[lo:hi])
             y[lo:hi] += bias
         parallel_for(kernel, x2.shape[0], x2.size, xp=xp)
-        self.xhat, self.rstd, self.weight = xhat, rstd, weight
         return y.reshape(x.shape)
 
     def backward(self, g):
         xp, xhat = self.xp, self.xhat
         n = xhat.shape[-1]
         g2 = g.reshape(-1, n)
+        loops = kernels_for(xp, g2, xhat, self.weight)
+        if loops is not None and self.needs_grad[0]:
+            return self._backward_compiled(loops, g, g2)
         gw = xp.einsum("ri,ri->i", g2, xhat) if self.needs_grad[1] else None
         gb = xp.ones(g2.shape[0], dtype=g2.dtype) @ g2 if self.needs_grad[2] else None
         if not self.needs_grad[0]:
@@ -137,6 +164,21 @@ class LayerNorm(Function):
             gs -= xh * m2
             gs *= self.rstd[lo:hi]
         parallel_for(kernel, g2.shape[0], g2.size, xp=xp)
+        return gx.reshape(g.shape), gw, gb
+
+    def _backward_compiled(self, loops, g, g2):
+        # each block of rows adds its own share of dw, db (blocks may run on other threads)
+        gx, shares = np.empty_like(g2), []
+        params = self.needs_grad[1] or self.needs_grad[2]
+
+        def kernel(lo, hi):
+            gw, gb = (np.zeros((2, g2.shape[1] if params else 0), dtype=g2.dtype))
+            loops.layer_norm_backward(g2[lo:hi], self.xhat[lo:hi], self.weight,
+                                      self.rstd[lo:hi, 0], gx[lo:hi], gw, gb)
+            shares.append((gw, gb))
+        parallel_for(kernel, g2.shape[0], g2.size)
+        gw = sum(gw for gw, _ in shares) if self.needs_grad[1] else None
+        gb = sum(gb for _, gb in shares) if self.needs_grad[2] else None
         return gx.reshape(g.shape), gw, gb
 
 
@@ -165,8 +207,12 @@ class GeluTanh(Function):
         xp = self.xp
         xf = xp.ascontiguousarray(x).reshape(-1)
         y = xp.empty_like(xf)
+        loops = kernels_for(xp, xf)
 
         def kernel(lo, hi):
+            if loops is not None:                 # the same, compiled: one pass
+                loops.gelu_forward(xf[lo:hi], y[lo:hi])
+                return
             ys = y[lo:hi]
             _gelu_sigmoid(xp, xf[lo:hi], ys)  # ys = s
             ys *= xf[lo:hi]
@@ -178,8 +224,12 @@ class GeluTanh(Function):
         xp, xf = self.xp, self.x
         gf = xp.ascontiguousarray(g).reshape(-1)
         d = xp.empty_like(gf)
+        loops = kernels_for(xp, xf, gf)
 
         def kernel(lo, hi):
+            if loops is not None:                 # the same, compiled: one pass
+                loops.gelu_backward(xf[lo:hi], gf[lo:hi], d[lo:hi])
+                return
             xs, ds = xf[lo:hi], d[lo:hi]
             s = xp.empty_like(xs)
             _gelu_sigmoid(xp, xs, s)          # s, recomputed
@@ -270,13 +320,17 @@ def _attention_weights(xp, qs, k, a, b, e, causal):
     s = qs[..., a:b, :] @ xp.swapaxes(k[..., :e, :], -1, -2)           # (..., b-a, e)
     tq, tk = qs.shape[-2], k.shape[-2]
     mask = None
-    if causal and e > a + tk - tq + 1:        # the block reaches keys ahead of some query
+    if causal and e > a + tk - tq + 1 and kernels_for(xp, s) is None:        # the block reaches keys ahead of some query
         ahead = xp.arange(e)[None, :] > xp.arange(a, b)[:, None] + (tk - tq)
         mask = xp.where(ahead, -xp.inf, 0).astype(s.dtype)              # (b-a, e): 0 / -inf
     rows = s.reshape((-1,) + s.shape[-2:])
     sums = xp.empty(rows.shape[:2], dtype=s.dtype)
+    loops = kernels_for(xp, rows, sums)
 
     def kernel(lo, hi):                        # mask, shift, exp, row sums, in place
+        if loops is not None:                  # the same, compiled (the mask is implicit)
+            loops.softmax_rows_(rows[lo:hi], sums[lo:hi], a, tk - tq, causal)
+            return
         r = rows[lo:hi]
         if mask is not None:
             r += mask
@@ -332,8 +386,12 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
             ds *= mask
         rows, wrows = ds.reshape((-1,) + ds.shape[-2:]), w.reshape((-1,) + w.shape[-2:])
         srows = sums.reshape(rows.shape[:2])
+        loops = kernels_for(xp, rows, wrows, srows)
 
         def kernel(lo, hi):                    # ds = w (dw' - rowsum(dw' w) / S)
+            if loops is not None:              # the same, compiled
+                loops.softmax_rows_backward_(rows[lo:hi], wrows[lo:hi], srows[lo:hi])
+                return
             r, wr = rows[lo:hi], wrows[lo:hi]
             c = xp.einsum("bij,bij->bi", r, wr)
             c /= srows[lo:hi]

@@ -1,4 +1,5 @@
-"""Backends: CuPy is imported in backend.py only; devices; mixed-device errors."""
+"""Backends: CuPy is imported in backend.py only, numba in kernels.py only; devices;
+mixed-device errors."""
 import ast
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from minigrad.errors import DeviceError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cupy_is_imported_in_backend_only():
+@pytest.mark.parametrize("modules, owner", [(("cupy", "cupyx"), "minigrad/backend.py"),
+                                            (("numba", "llvmlite"), "minigrad/kernels.py")])
+def test_cupy_and_numba_are_each_imported_in_one_file(modules, owner):
     offenders = []
     for path in sorted((ROOT / "minigrad").rglob("*.py")) + sorted((ROOT / "minigpt").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -21,9 +24,9 @@ def test_cupy_is_imported_in_backend_only():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
-            if any(n.split(".")[0] in ("cupy", "cupyx") for n in names):
+            if any(n.split(".")[0] in modules for n in names):
                 offenders.append(path.relative_to(ROOT).as_posix())
-    assert set(offenders) <= {"minigrad/backend.py"}, offenders
+    assert set(offenders) <= {owner}, offenders
 
 
 def test_cpu_device_and_bad_device_names():

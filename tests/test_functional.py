@@ -39,6 +39,18 @@ def same_value_and_grad(fused, composite, arrays_in, seed=0):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.fixture(params=[True, False], ids=["compiled", "numpy"])
+def compiled_loops(request):
+    """Run a test with the fused ops' compiled loops (kernels.py) on, then with their NumPy
+    code (the path CuPy takes)."""
+    from minigrad import backend
+    if request.param and backend.kernels_status() != "on":
+        pytest.skip(f"compiled loops unavailable: {backend.kernels_status()}")
+    old = backend.set_kernels_enabled(request.param)
+    yield request.param
+    backend.set_kernels_enabled(old)
+
+
 shape2 = hnp.array_shapes(min_dims=1, max_dims=3, max_side=5)
 
 
@@ -166,7 +178,8 @@ def test_multi_head_attention_matches_split_heads_composite(data):
 
 @pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("block", [1, 2, 3, 64])
-def test_attention_in_query_blocks_with_kept_or_recomputed_weights(monkeypatch, keep, block):
+def test_attention_in_query_blocks_with_kept_or_recomputed_weights(monkeypatch, keep, block,
+                                                                    compiled_loops):
     """Causal attention runs in blocks of queries (each seeing only the keys it may), and
     keeps its weights for backward or recomputes them: every way gives the composite's value
     and gradient, with Tq < Tk (a KV cache) and with dropout."""
@@ -204,7 +217,7 @@ def _comp_attention(q, k, v):
     return C.attention(q, k, v, is_causal=True)
 
 
-def test_fused_ops_on_arrays_split_into_blocks_and_threads():
+def test_fused_ops_on_arrays_split_into_blocks_and_threads(compiled_loops):
     """Arrays larger than backend.BLOCK_SIZE and PARALLEL_MIN_SIZE take the blocked,
     multi-threaded kernels; they must agree with the composites there too."""
     from minigrad import backend

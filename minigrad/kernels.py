@@ -1,0 +1,251 @@
+"""Compiled CPU loops (Numba) for the inner loops of the fused ops.
+
+NumPy runs an expression such as GELU as a dozen ufuncs, each a pass over memory, and its
+float32 exp is scalar on CPUs without AVX-512. A compiled loop makes one pass, with a
+vectorised exp. This is the only file that imports numba, and only backend.kernels_for
+imports it, on first use. fused.py calls these loops on NumPy arrays of float32 or float64
+and keeps its NumPy code, written once against ``xp``, for CuPy and for readers (tests check
+that the two agree). MINIGRAD_KERNELS=0 turns the loops off; so does a missing numba.
+
+Each loop is the maths of the fused op that calls it (the derivations are there). They are
+compiled for each dtype on first use (about a second each) and cached on disk.
+
+Floating-point contract: no reassociation in elementwise code, so exp's range reduction stays
+exact; sums and maxima over a row go through _sum/_dot/_max, which may reorder (vectorise).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+_FAST = {"nsz", "contract", "arcp", "afn"}      # no reassoc: see the module docstring
+_jit = numba.njit(fastmath=_FAST, error_model="numpy", nogil=True, cache=True)
+_jit_reduce = numba.njit(fastmath=_FAST | {"reassoc"}, error_model="numpy", nogil=True,
+                         cache=True)
+
+
+# ----------------------------------------------------------------------------- exp
+@intrinsic
+def _pow2(typingctx, biased):
+    """2^(k) as float32 from k + 127: the integer shifted into the exponent bits."""
+    def codegen(context, builder, signature, args):
+        bits = builder.shl(args[0], ir.Constant(ir.IntType(32), 23))
+        return builder.bitcast(bits, ir.FloatType())
+    return types.float32(types.int32), codegen
+
+_f32 = np.float32
+_LOG2E, _LN2_HI, _LN2_LO = _f32(1.4426950408889634), _f32(0.693359375), _f32(-2.12194440e-4)
+_P = tuple(_f32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                             4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+EXP32_MIN = _f32(-87.33654)     # below: 0 (float32 exp is denormal there)
+EXP32_MAX = _f32(88.37626)      # above: inf (k would reach 128; true overflow is 88.72)
+
+
+def _exp32(x):
+    # exp(x) = 2^k e^r, k = round(x log2 e), r = x - k ln 2 in [-ln2/2, ln2/2] (ln 2 split
+    # in two parts so that k ln 2 is exact), e^r by Cephes' degree-7 polynomial: ~1 ulp.
+    # Pure arithmetic and selects, so the loops that call it vectorise.
+    p0, p1, p2, p3, p4, p5 = _P
+    xc = min(max(x, EXP32_MIN), EXP32_MAX)
+    biased = np.int32(xc * _LOG2E + _f32(127.5))   # k + 127 = floor(x log2 e + 1/2) + 127 >= 1
+    k = _f32(biased) - _f32(127)
+    r = xc - k * _LN2_HI - k * _LN2_LO
+    p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
+    y = (p * r * r + r + _f32(1)) * _pow2(biased)
+    if x < EXP32_MIN:
+        y = _f32(0)
+    if x > EXP32_MAX:
+        y = _f32(np.inf)
+    if x != x:
+        y = x                                          # NaN stays NaN
+    return y
+
+
+def exp(x):
+    """exp inside the loops: the vectorisable _exp32 for float32, math.exp otherwise."""
+    return math.exp(x)
+
+
+@overload(exp, fastmath=_FAST)
+def _exp_overload(x):
+    if x == types.float32:
+        return _exp32
+    return lambda x: math.exp(x)
+
+
+# ----------------------------------------------------------------------------- row reductions
+@_jit_reduce
+def _sum(a, n):
+    s = a.dtype.type(0)
+    for j in range(n):
+        s += a[j]
+    return s
+
+
+@_jit_reduce
+def _dot(a, b, n):
+    s = a.dtype.type(0)
+    for j in range(n):
+        s += a[j] * b[j]
+    return s
+
+
+@numba.njit(fastmath=_FAST | {"reassoc", "nnan"}, error_model="numpy", nogil=True, cache=True)
+def _max(a, n):
+    # four running maxima: LLVM does not vectorise a max reduction, but runs these in parallel
+    m0 = m1 = m2 = m3 = a[0]
+    j = 0
+    while j + 4 <= n:
+        m0, m1, m2, m3 = max(m0, a[j]), max(m1, a[j + 1]), max(m2, a[j + 2]), max(m3, a[j + 3])
+        j += 4
+    m = max(max(m0, m1), max(m2, m3))
+    for i in range(j, n):
+        m = max(m, a[i])
+    return m
+
+
+# ----------------------------------------------------------------------------- GELU (tanh form)
+@_jit
+def gelu_forward(x, y):
+    """y = x sigmoid(2u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    c = x.dtype.type
+    a, b = c(-2 * SQRT_2_OVER_PI), c(0.044715)
+    for i in range(x.size):
+        v = x[i]
+        y[i] = v / (c(1) + exp(a * (v + b * v * v * v)))
+
+
+@_jit
+def gelu_backward(x, g, out):
+    """out = g (s + x s (1 - s) du2/dx), s = sigmoid(2u),
+    du2/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
+    c = x.dtype.type
+    a, b = c(-2 * SQRT_2_OVER_PI), c(0.044715)
+    d0, d2 = c(2 * SQRT_2_OVER_PI), c(6 * SQRT_2_OVER_PI * 0.044715)
+    for i in range(x.size):
+        v = x[i]
+        s = c(1) / (c(1) + exp(a * (v + b * v * v * v)))
+        out[i] = g[i] * (s + v * s * (c(1) - s) * (d0 + d2 * v * v))
+
+
+# ----------------------------------------------------------------------------- LayerNorm
+@_jit
+def layer_norm_forward(x, weight, bias, eps, xhat, y, rstd):
+    """Per row: xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps); y = xhat w + b."""
+    rows, n = x.shape
+    c = x.dtype.type
+    for r in range(rows):
+        xr, hr, yr = x[r], xhat[r], y[r]
+        mean = _sum(xr, n) / c(n)
+        for j in range(n):
+            hr[j] = xr[j] - mean
+        s = c(1) / math.sqrt(_dot(hr, hr, n) / c(n) + c(eps))
+        rstd[r] = s
+        for j in range(n):
+            h = hr[j] * s
+            hr[j] = h
+            yr[j] = h * weight[j] + bias[j]
+
+
+@_jit
+def layer_norm_backward(g, xhat, weight, rstd, gx, gw, gb):
+    """gx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w; and the
+    row sums gw += g xhat, gb += g (skipped when gw / gb have length 0)."""
+    rows, n = g.shape
+    c = xhat.dtype.type
+    params = gw.shape[0] > 0
+    for r in range(rows):
+        gr, hr, out = g[r], xhat[r], gx[r]
+        for j in range(n):
+            out[j] = gr[j] * weight[j]
+        m1 = _sum(out, n) / c(n)
+        m2 = _dot(out, hr, n) / c(n)
+        s = rstd[r]
+        for j in range(n):
+            out[j] = (out[j] - m1 - hr[j] * m2) * s
+        if params:
+            for j in range(n):
+                gw[j] += gr[j] * hr[j]
+                gb[j] += gr[j]
+
+
+# ----------------------------------------------------------------------------- softmax rows
+@_jit
+def softmax_rows_(s, sums, first_query, offset, causal):
+    """In place on s (batch, queries, keys): w = exp(s - rowmax) over the keys each row
+    may see (query i sees keys j <= first_query + i + offset when causal), 0 beyond;
+    sums[b, i] = sum_j w. The unnormalised softmax of fused._attention_weights."""
+    nb_, nq, nk = s.shape
+    for b in range(nb_):
+        for i in range(nq):
+            row = s[b, i]
+            n = min(nk, first_query + i + offset + 1) if causal else nk
+            m = _max(row, n)
+            for j in range(n):
+                row[j] = exp(row[j] - m)
+            for j in range(n, nk):
+                row[j] = 0
+            sums[b, i] = _sum(row, n)
+
+
+@_jit
+def softmax_rows_backward_(ds, w, sums):
+    """In place on ds (batch, queries, keys): ds = w (ds - rowsum(ds w) / S)."""
+    nb_, nq, nk = ds.shape
+    for b in range(nb_):
+        for i in range(nq):
+            dr, wr = ds[b, i], w[b, i]
+            cdot = _dot(dr, wr, nk) / sums[b, i]
+            for j in range(nk):
+                dr[j] = (dr[j] - cdot) * wr[j]
+
+
+@_jit
+def log_sum_exp_rows(z, lse):
+    """lse[r] = logsumexp(z[r]) = m + log(sum exp(z[r] - m)), m = max z[r]; a row of -inf
+    gives -inf (m is then taken as 0, as in the NumPy code)."""
+    rows, n = z.shape
+    e = np.empty(n, z.dtype)                 # one row of exponentials, cache-resident
+    for r in range(rows):
+        zr = z[r]
+        m = _max(zr, n)
+        if not math.isfinite(m):
+            m = z.dtype.type(0)
+        for j in range(n):
+            e[j] = exp(zr[j] - m)
+        lse[r] = m + math.log(_sum(e, n))
+
+
+@_jit
+def cross_entropy_backward(z, lse, targets, scale, grad):
+    """grad[r] = (softmax(z[r]) - onehot(targets[r])) scale[r], softmax(z[r]) = exp(z[r] - lse[r])."""
+    rows, n = z.shape
+    for r in range(rows):
+        zr, gr, shift, s = z[r], grad[r], lse[r], scale[r]
+        for j in range(n):
+            gr[j] = exp(zr[j] - shift) * s
+        gr[targets[r]] -= s
+
+
+@_jit
+def index_add_rows_(target, index, rows):
+    """target[index[i]] += rows[i] for every i, repeated indices adding up (target, rows 2-D):
+    the embedding gradient."""
+    for i in range(index.size):
+        t, r = target[index[i]], rows[i]
+        for j in range(r.size):
+            t[j] += r[j]
+
+
+@_jit
+def exp_(x, out):
+    """out = exp(x) elementwise, for tests of exp itself."""
+    for i in range(x.size):
+        out[i] = exp(x[i])
