@@ -284,6 +284,9 @@ def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
 # ----------------------------------------------------------------------------- compiled loops
 # The fused ops' inner loops also exist compiled (kernels.py, Numba): one pass over memory
 # instead of one per NumPy ufunc. Whether to run them is decided here, with the array module.
+# They run whole on the calling thread, not through parallel_for: they need no cache-sized
+# blocks, and in a training step a second thread measured slower (OpenBLAS's idle workers
+# spin on the other cores after every matmul).
 _kernels_on = os.environ.get("MINIGRAD_KERNELS", "1") != "0"
 _kernels = None          # the kernels module once imported
 _kernels_error = None    # why it could not be imported, if it could not

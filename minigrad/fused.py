@@ -66,8 +66,7 @@ class CrossEntropy(Function):
         self.loops = kernels_for(xp, logits, lse)
         if self.loops is not None:          # compiled: only logsumexp now, softmax in backward
             self.logits, self.p = logits, None
-            parallel_for(lambda lo, hi: self.loops.log_sum_exp_rows(logits[lo:hi], lse[lo:hi]),
-                         logits.shape[0], logits.size)
+            self.loops.log_sum_exp_rows(logits, lse)
         else:
             self.p = self._softmax_and_lse(logits, lse)
         losses = (lse - logits[rows, safe]) * self.keep
@@ -96,9 +95,7 @@ class CrossEntropy(Function):
         scale = (self.keep * (g / self.count)).astype(self.lse.dtype)    # per row
         if self.p is None:
             z, grad = self.logits, xp.empty_like(self.logits)
-            parallel_for(lambda lo, hi: self.loops.cross_entropy_backward(
-                z[lo:hi], self.lse[lo:hi], self.safe[lo:hi], scale[lo:hi], grad[lo:hi]),
-                z.shape[0], z.size)
+            self.loops.cross_entropy_backward(z, self.lse, self.safe, scale, grad)
             return grad
         grad = self.p                                   # ours to overwrite: freed after this
         grad[self.rows, self.safe] -= 1
@@ -121,9 +118,7 @@ class LayerNorm(Function):
         self.xhat, self.rstd, self.weight = xhat, rstd, weight
         loops = kernels_for(xp, x2, weight, bias)
         if loops is not None:                                     # the same, compiled
-            parallel_for(lambda lo, hi: loops.layer_norm_forward(
-                x2[lo:hi], weight, bias, eps, xhat[lo:hi], y[lo:hi], rstd[lo:hi, 0]),
-                x2.shape[0], x2.size)
+            loops.layer_norm_forward(x2, weight, bias, eps, xhat, y, rstd[:, 0])
             return y.reshape(x.shape)
         mean = x2 @ xp.full(n, 1.0 / n, dtype=x.dtype)           # (rows,)
 
@@ -167,19 +162,11 @@ class LayerNorm(Function):
         return gx.reshape(g.shape), gw, gb
 
     def _backward_compiled(self, loops, g, g2):
-        # each block of rows adds its own share of dw, db (blocks may run on other threads)
-        gx, shares = np.empty_like(g2), []
-        params = self.needs_grad[1] or self.needs_grad[2]
-
-        def kernel(lo, hi):
-            gw, gb = (np.zeros((2, g2.shape[1] if params else 0), dtype=g2.dtype))
-            loops.layer_norm_backward(g2[lo:hi], self.xhat[lo:hi], self.weight,
-                                      self.rstd[lo:hi, 0], gx[lo:hi], gw, gb)
-            shares.append((gw, gb))
-        parallel_for(kernel, g2.shape[0], g2.size)
-        gw = sum(gw for gw, _ in shares) if self.needs_grad[1] else None
-        gb = sum(gb for _, gb in shares) if self.needs_grad[2] else None
-        return gx.reshape(g.shape), gw, gb
+        n = g2.shape[1] if self.needs_grad[1] or self.needs_grad[2] else 0   # 0: no dw, db
+        gx, gw, gb = np.empty_like(g2), np.zeros(n, g2.dtype), np.zeros(n, g2.dtype)
+        loops.layer_norm_backward(g2, self.xhat, self.weight, self.rstd[:, 0], gx, gw, gb)
+        return (gx.reshape(g.shape), gw if self.needs_grad[1] else None,
+                gb if self.needs_grad[2] else None)
 
 
 def _gelu_sigmoid(xp, xs, s):
@@ -207,17 +194,17 @@ class GeluTanh(Function):
         xp = self.xp
         xf = xp.ascontiguousarray(x).reshape(-1)
         y = xp.empty_like(xf)
+        self.x = xf
         loops = kernels_for(xp, xf)
+        if loops is not None:                     # the same, compiled: one pass
+            loops.gelu_forward(xf, y)
+            return y.reshape(x.shape)
 
         def kernel(lo, hi):
-            if loops is not None:                 # the same, compiled: one pass
-                loops.gelu_forward(xf[lo:hi], y[lo:hi])
-                return
             ys = y[lo:hi]
             _gelu_sigmoid(xp, xf[lo:hi], ys)  # ys = s
             ys *= xf[lo:hi]
         parallel_for(kernel, xf.size, xp=xp)
-        self.x = xf
         return y.reshape(x.shape)
 
     def backward(self, g):
@@ -225,11 +212,11 @@ class GeluTanh(Function):
         gf = xp.ascontiguousarray(g).reshape(-1)
         d = xp.empty_like(gf)
         loops = kernels_for(xp, xf, gf)
+        if loops is not None:                     # the same, compiled: one pass
+            loops.gelu_backward(xf, gf, d)
+            return d.reshape(g.shape)
 
         def kernel(lo, hi):
-            if loops is not None:                 # the same, compiled: one pass
-                loops.gelu_backward(xf[lo:hi], gf[lo:hi], d[lo:hi])
-                return
             xs, ds = xf[lo:hi], d[lo:hi]
             s = xp.empty_like(xs)
             _gelu_sigmoid(xp, xs, s)          # s, recomputed
@@ -326,11 +313,11 @@ def _attention_weights(xp, qs, k, a, b, e, causal):
     rows = s.reshape((-1,) + s.shape[-2:])
     sums = xp.empty(rows.shape[:2], dtype=s.dtype)
     loops = kernels_for(xp, rows, sums)
+    if loops is not None:                      # the same as kernel below, compiled
+        loops.softmax_rows_(rows, sums, a, tk - tq, causal)
+        return s, sums.reshape(s.shape[:-1])
 
     def kernel(lo, hi):                        # mask, shift, exp, row sums, in place
-        if loops is not None:                  # the same, compiled (the mask is implicit)
-            loops.softmax_rows_(rows[lo:hi], sums[lo:hi], a, tk - tq, causal)
-            return
         r = rows[lo:hi]
         if mask is not None:
             r += mask
@@ -389,15 +376,15 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
         loops = kernels_for(xp, rows, wrows, srows)
 
         def kernel(lo, hi):                    # ds = w (dw' - rowsum(dw' w) / S)
-            if loops is not None:              # the same, compiled
-                loops.softmax_rows_backward_(rows[lo:hi], wrows[lo:hi], srows[lo:hi])
-                return
             r, wr = rows[lo:hi], wrows[lo:hi]
             c = xp.einsum("bij,bij->bi", r, wr)
             c /= srows[lo:hi]
             r -= c[..., None]
             r *= wr
-        parallel_for(kernel, rows.shape[0], ds.size, xp=xp)
+        if loops is not None:                  # the same, compiled
+            loops.softmax_rows_backward_(rows, wrows, srows)
+        else:
+            parallel_for(kernel, rows.shape[0], ds.size, xp=xp)
         if gq is not None:
             gqb = gq[..., a:b, :]
             gqb[...] = ds @ k[..., :e, :]

@@ -245,6 +245,23 @@ def index_add_rows_(target, index, rows):
 
 
 @_jit
+def adam_step_(p, g, m, v, sign, l2, decay, beta1, beta2, step_size, sqrt_bc2, eps):
+    """One Adam(W) update in place, one pass (optim.Adam._update has the NumPy steps):
+    d = sign g + l2 p;  p *= decay;  m = beta1 m + (1 - beta1) d;  v = beta2 v + (1 - beta2) d^2;
+    p -= step_size m / (sqrt(v) / sqrt_bc2 + eps).  (sign -1 maximises; AdamW: decay = 1 - lr wd,
+    l2 = 0; Adam: decay = 1, l2 = wd.)"""
+    c = p.dtype.type
+    sg, l2_, dec, b1, b2 = c(sign), c(l2), c(decay), c(beta1), c(beta2)
+    lr_, inv_bc2, eps_ = c(step_size), c(1.0 / sqrt_bc2), c(eps)
+    for i in range(p.size):
+        d = sg * g[i] + l2_ * p[i]
+        mi = b1 * m[i] + (c(1) - b1) * d
+        vi = b2 * v[i] + (c(1) - b2) * d * d
+        m[i], v[i] = mi, vi
+        p[i] = p[i] * dec - lr_ * mi / (math.sqrt(vi) * inv_bc2 + eps_)
+
+
+@_jit
 def exp_(x, out):
     """out = exp(x) elementwise, for tests of exp itself."""
     for i in range(x.size):
