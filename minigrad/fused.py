@@ -275,17 +275,17 @@ class Linear(Function):
         gw = g2.T @ self.x2 if self.needs_grad[1] else None
         if len(self.needs_grad) == 2:
             return gx, gw
-        return gx, gw, (g2.sum(axis=0) if self.needs_grad[2] else None)
+        if not self.needs_grad[2]:
+            return gx, gw, None
+        return gx, gw, self.xp.ones(g2.shape[0], dtype=g2.dtype) @ g2   # row sum as BLAS gemv
 
 
 # ----------------------------------------------------------------------------- attention
 # Causal attention in blocks of queries, as flash attention does: the queries a:b see only
 # the keys 0:e (e = b + Tk - Tq), so a block never computes the scores of keys it cannot see
-# (over four blocks, 5/8 of the T x T scores are computed). The softmax stays unnormalised, w =
-# exp(s - rowmax), and its row sums S divide the (T x hs) output instead of the (T x T) weights:
-#   y = (w * mask) v / S
-#   backward, with G = dL/dy and Gs = G / S:
-#   dv = (w * mask)^T Gs;  dw' = (Gs v^T) * mask;  ds = w (dw' - rowsum(dw' w) / S);
+# (over four blocks, 5/8 of the T x T scores are computed). Per block, with G = dL/dy:
+#   p = softmax(s), s = (q * scale) k^T masked;  y = (p * mask) v
+#   dv = (p * mask)^T G;  dp = (G v^T) * mask;  ds = p (dp - rowsum(dp p));
 #   dq = ds k * scale;  dk = ds^T (q * scale)
 ATTENTION_BLOCK = 64   # queries per block
 
@@ -302,30 +302,29 @@ def _query_blocks(tq, tk, causal):
 
 
 def _attention_weights(xp, qs, k, a, b, e, causal):
-    """w = exp(s - rowmax) for queries a:b over keys 0:e, s = qs k^T (qs = q * scale), the
-    keys ahead of each query masked when causal; and the row sums S of w."""
+    """p = softmax(s) for queries a:b over keys 0:e, s = qs k^T (qs = q * scale), the keys
+    ahead of each query masked when causal."""
     s = qs[..., a:b, :] @ xp.swapaxes(k[..., :e, :], -1, -2)           # (..., b-a, e)
     tq, tk = qs.shape[-2], k.shape[-2]
+    rows = s.reshape((-1,) + s.shape[-2:])
+    loops = kernels_for(xp, rows)
+    if loops is not None:                      # the same as kernel below, compiled
+        loops.softmax_rows_(rows, a, tk - tq, causal)
+        return s
     mask = None
-    if causal and e > a + tk - tq + 1 and kernels_for(xp, s) is None:        # the block reaches keys ahead of some query
+    if causal and e > a + tk - tq + 1:        # the block reaches keys ahead of some query
         ahead = xp.arange(e)[None, :] > xp.arange(a, b)[:, None] + (tk - tq)
         mask = xp.where(ahead, -xp.inf, 0).astype(s.dtype)              # (b-a, e): 0 / -inf
-    rows = s.reshape((-1,) + s.shape[-2:])
-    sums = xp.empty(rows.shape[:2], dtype=s.dtype)
-    loops = kernels_for(xp, rows, sums)
-    if loops is not None:                      # the same as kernel below, compiled
-        loops.softmax_rows_(rows, sums, a, tk - tq, causal)
-        return s, sums.reshape(s.shape[:-1])
 
-    def kernel(lo, hi):                        # mask, shift, exp, row sums, in place
+    def kernel(lo, hi):                        # mask, shift, exp, normalise, in place
         r = rows[lo:hi]
         if mask is not None:
             r += mask
         r -= r.max(axis=-1, keepdims=True)
         xp.exp(r, out=r)
-        sums[lo:hi] = xp.einsum("bij->bi", r)  # (einsum: faster than .sum on short rows)
+        r /= xp.einsum("bij->bi", r)[..., None]   # (einsum: faster than .sum on short rows)
     parallel_for(kernel, rows.shape[0], s.size, xp=xp)
-    return s, sums.reshape(s.shape[:-1])
+    return s
 
 
 def _keep_weights(q, k, v):
@@ -341,16 +340,19 @@ def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None):
     """y (..., Tq, hv), qs = q * scale, and the weights of each block (None: not kept)."""
     qs = q * scale if qs is None else qs
     batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    y = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=v.dtype)
+    blocks = _query_blocks(q.shape[-2], k.shape[-2], causal)
     keep = _keep_weights(q, k, v)
-    saved = []
-    for a, b, e in _query_blocks(q.shape[-2], k.shape[-2], causal):
-        w, sums = _attention_weights(xp, qs, k, a, b, e, causal)
-        wd = w if dropout_mask is None else w * dropout_mask[..., a:b, :e]
-        yb = y[..., a:b, :]
-        yb[...] = wd @ v[..., :e, :]        # (no matmul out=: a strided view; CuPy may not take it)
-        yb /= sums[..., None]
-        saved.append((w, sums) if keep else None)
+    y, saved = None, []
+    if len(blocks) > 1:
+        y = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=v.dtype)
+    for a, b, e in blocks:
+        p = _attention_weights(xp, qs, k, a, b, e, causal)
+        pd = p if dropout_mask is None else p * dropout_mask[..., a:b, :e]
+        if y is None:
+            y = pd @ v[..., :e, :]          # one block: its output is the whole output
+        else:
+            y[..., a:b, :] = pd @ v[..., :e, :]   # (no matmul out=: a strided view)
+        saved.append(p if keep else None)
     return y, qs, saved
 
 
@@ -361,28 +363,26 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
     gq = xp.empty(batch + (tq, qs.shape[-1]), dtype=g.dtype) if needs[0] else None
     gk = gv = None
     # last block first: it sees every key, so it sets dk and dv, and the others add to them
-    for (a, b, e), kept in reversed(list(zip(_query_blocks(tq, tk, causal), saved))):
-        w, sums = kept if kept is not None else _attention_weights(xp, qs, k, a, b, e, causal)
-        gs = g[..., a:b, :] / sums[..., None]                       # G / S  (..., b-a, hv)
+    for (a, b, e), p in reversed(list(zip(_query_blocks(tq, tk, causal), saved))):
+        if p is None:
+            p = _attention_weights(xp, qs, k, a, b, e, causal)
+        gb = g[..., a:b, :]                                         # G  (..., b-a, hv)
         mask = None if dropout_mask is None else dropout_mask[..., a:b, :e]
         if needs[2]:
-            wd = w if mask is None else w * mask
-            gv = _add_rows(gv, xp.swapaxes(wd, -1, -2) @ gs)
-        ds = gs @ xp.swapaxes(v[..., :e, :], -1, -2)                # dw'  (..., b-a, e)
+            pd = p if mask is None else p * mask
+            gv = _add_rows(gv, xp.swapaxes(pd, -1, -2) @ gb)
+        ds = gb @ xp.swapaxes(v[..., :e, :], -1, -2)                # dp  (..., b-a, e)
         if mask is not None:
             ds *= mask
-        rows, wrows = ds.reshape((-1,) + ds.shape[-2:]), w.reshape((-1,) + w.shape[-2:])
-        srows = sums.reshape(rows.shape[:2])
-        loops = kernels_for(xp, rows, wrows, srows)
+        rows, prows = ds.reshape((-1,) + ds.shape[-2:]), p.reshape((-1,) + p.shape[-2:])
+        loops = kernels_for(xp, rows, prows)
 
-        def kernel(lo, hi):                    # ds = w (dw' - rowsum(dw' w) / S)
-            r, wr = rows[lo:hi], wrows[lo:hi]
-            c = xp.einsum("bij,bij->bi", r, wr)
-            c /= srows[lo:hi]
-            r -= c[..., None]
-            r *= wr
+        def kernel(lo, hi):                    # ds = p (dp - rowsum(dp p)), in place
+            r, pr = rows[lo:hi], prows[lo:hi]
+            r -= xp.einsum("bij,bij->bi", r, pr)[..., None]
+            r *= pr
         if loops is not None:                  # the same, compiled
-            loops.softmax_rows_backward_(rows, wrows, srows)
+            loops.softmax_rows_backward_(rows, prows)
         else:
             parallel_for(kernel, rows.shape[0], ds.size, xp=xp)
         if gq is not None:

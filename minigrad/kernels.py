@@ -178,11 +178,12 @@ def layer_norm_backward(g, xhat, weight, rstd, gx, gw, gb):
 
 # ----------------------------------------------------------------------------- softmax rows
 @_jit
-def softmax_rows_(s, sums, first_query, offset, causal):
-    """In place on s (batch, queries, keys): w = exp(s - rowmax) over the keys each row
-    may see (query i sees keys j <= first_query + i + offset when causal), 0 beyond;
-    sums[b, i] = sum_j w. The unnormalised softmax of fused._attention_weights."""
+def softmax_rows_(s, first_query, offset, causal):
+    """In place on s (batch, queries, keys): the softmax of each row over the keys it may
+    see (query i sees keys j <= first_query + i + offset when causal), 0 beyond: the
+    masked softmax of fused._attention_weights."""
     nb_, nq, nk = s.shape
+    c = s.dtype.type
     for b in range(nb_):
         for i in range(nq):
             row = s[b, i]
@@ -190,21 +191,23 @@ def softmax_rows_(s, sums, first_query, offset, causal):
             m = _max(row, n)
             for j in range(n):
                 row[j] = exp(row[j] - m)
+            inv = c(1) / _sum(row, n)
+            for j in range(n):
+                row[j] *= inv
             for j in range(n, nk):
                 row[j] = 0
-            sums[b, i] = _sum(row, n)
 
 
 @_jit
-def softmax_rows_backward_(ds, w, sums):
-    """In place on ds (batch, queries, keys): ds = w (ds - rowsum(ds w) / S)."""
+def softmax_rows_backward_(ds, p):
+    """In place on ds (batch, queries, keys), softmax's backward: ds = p (ds - rowsum(ds p))."""
     nb_, nq, nk = ds.shape
     for b in range(nb_):
         for i in range(nq):
-            dr, wr = ds[b, i], w[b, i]
-            cdot = _dot(dr, wr, nk) / sums[b, i]
+            dr, pr = ds[b, i], p[b, i]
+            cdot = _dot(dr, pr, nk)
             for j in range(nk):
-                dr[j] = (dr[j] - cdot) * wr[j]
+                dr[j] = (dr[j] - cdot) * pr[j]
 
 
 @_jit
