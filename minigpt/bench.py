@@ -145,7 +145,8 @@ def memory_probe(framework: str, name: str, steps: int = 3) -> dict:
         base = _rss_bytes()
         step = make_step(cfg, threads=os.cpu_count())
     else:
-        base = _rss_bytes()
+        backend.warm_up_kernels()   # compiled code loaded before the baseline, as torch's
+        base = _rss_bytes()         # is by its import: the growth is the training's own
         step, _ = minigrad_step(cfg)
     for idx, tg in _batches(cfg, batch, steps):
         step(idx, tg)

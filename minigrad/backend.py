@@ -315,6 +315,16 @@ def kernels_for(xp, *arrays):
     return _kernels
 
 
+def warm_up_kernels(dtype=np.float32) -> bool:
+    """Load the compiled loops for ``dtype`` now (compiling them on a first run), so that
+    neither the first step's time nor a memory measurement pays for it. False when the
+    loops are off or numba is missing."""
+    loops = kernels_for(np, np.zeros(1, dtype))
+    if loops is not None:
+        loops.warm_up(dtype)
+    return loops is not None
+
+
 def set_kernels_enabled(on: bool) -> bool:
     """Switch the compiled loops on or off for this process; returns the previous setting.
     Off, every fused op runs its NumPy code (what tests compare the loops with)."""

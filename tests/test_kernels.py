@@ -200,3 +200,13 @@ def test_adam_step_compiled_equals_numpy(dtype, opt, maximize):
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(finals[0], finals[1], **tol)
     assert not np.allclose(finals[0], start)
+
+
+def test_warm_up_loads_the_loops_unless_switched_off():
+    assert backend.warm_up_kernels("float32") is True
+    assert backend.warm_up_kernels("float64") is True
+    old = backend.set_kernels_enabled(False)
+    try:
+        assert backend.warm_up_kernels() is False
+    finally:
+        backend.set_kernels_enabled(old)
