@@ -251,24 +251,24 @@ _pool = None
 BLOCK_SIZE = 1 << 17   # elements per call of a kernel: its temporaries stay in the L2 cache
 
 
-def parallel_for(fn, n: int, size: int | None = None, xp=np, blocks: bool = True) -> None:
+def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
     """Call fn(lo, hi) over [0, n) (items of ``size`` elements in all, default n): on the
     CPU in blocks of about BLOCK_SIZE elements, so that the kernel's temporaries are small
     and cache-resident, spread over NUM_THREADS threads when the work is large enough; on
-    the GPU once, as fn(0, n). blocks=False: one call per thread, whatever the size."""
+    the GPU once, as fn(0, n)."""
     global _pool
     size = n if size is None else size
     if xp is not np or n == 0:
         fn(0, n)
         return
-    step = max(1, n * BLOCK_SIZE // max(size, 1)) if blocks else n   # items per block
+    step = max(1, n * BLOCK_SIZE // max(size, 1))   # items per block
 
     def blocked(lo, hi):
         for a in range(lo, hi, step):
             fn(a, min(a + step, hi))
 
     pieces = min(NUM_THREADS, n)
-    if pieces < 2 or (blocks and size < PARALLEL_MIN_SIZE):
+    if pieces < 2 or size < PARALLEL_MIN_SIZE:
         blocked(0, n)
         return
     if _pool is None:

@@ -9,7 +9,6 @@ import math
 import numpy as np
 
 from .autograd import Function, register
-from . import backend
 from .backend import erf, kernels_for, parallel_for
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -291,15 +290,13 @@ class Linear(Function):
 ATTENTION_BLOCK = 64   # queries per block
 
 
-def _query_blocks(tq, tk, causal, block=None):
-    """(a, b, e) for each block of ``block`` queries (default ATTENTION_BLOCK): queries a:b,
-    which see keys 0:e."""
+def _query_blocks(tq, tk, causal):
+    """(a, b, e) for each block: queries a:b, which see keys 0:e."""
     if not causal:
         return [(0, tq, tk)]
-    block = ATTENTION_BLOCK if block is None else block
     blocks = []
-    for a in range(0, tq, block):
-        b = min(tq, a + block)
+    for a in range(0, tq, ATTENTION_BLOCK):
+        b = min(tq, a + ATTENTION_BLOCK)
         blocks.append((a, b, max(1, min(tk, b + tk - tq))))
     return blocks
 
@@ -339,11 +336,11 @@ def _keep_weights(q, k, v):
     return n <= q.size + k.size + v.size
 
 
-def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, block=None):
+def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None):
     """y (..., Tq, hv), qs = q * scale, and the weights of each block (None: not kept)."""
     qs = q * scale if qs is None else qs
     batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    blocks = _query_blocks(q.shape[-2], k.shape[-2], causal, block)
+    blocks = _query_blocks(q.shape[-2], k.shape[-2], causal)
     keep = _keep_weights(q, k, v)
     y, saved = None, []
     if len(blocks) > 1:
@@ -360,13 +357,13 @@ def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, block=
 
 
 def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
-                        needs=(True, True, True), block=None):
+                        needs=(True, True, True)):
     tq, tk = qs.shape[-2], k.shape[-2]
     batch = g.shape[:-2]
     gq = xp.empty(batch + (tq, qs.shape[-1]), dtype=g.dtype) if needs[0] else None
     gk = gv = None
     # last block first: it sees every key, so it sets dk and dv, and the others add to them
-    for (a, b, e), p in reversed(list(zip(_query_blocks(tq, tk, causal, block), saved))):
+    for (a, b, e), p in reversed(list(zip(_query_blocks(tq, tk, causal), saved))):
         if p is None:
             p = _attention_weights(xp, qs, k, a, b, e, causal)
         gb = g[..., a:b, :]                                         # G  (..., b-a, hv)
@@ -395,20 +392,6 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
         if needs[1]:
             gk = _add_rows(gk, xp.swapaxes(ds, -1, -2) @ qs[..., a:b, :])
     return gq, gk, gv
-
-
-def _head_split(xp, heads, tk, hs):
-    """(pieces, block) to run attention's heads side by side on the CPU cores, or None.
-
-    Attention's matmuls are small (a block of queries against at most Tk keys); OpenBLAS
-    runs one of at most 2^18 multiply-adds on a single thread, and a larger one on every
-    core with a hand-off costing as much as the product. So the heads are split into one
-    contiguous piece per thread (parallel_for), with query blocks small enough that every
-    product stays single-threaded. None on the GPU, on one thread or with too few heads."""
-    if xp is not np or backend.NUM_THREADS < 2 or heads < 2 * backend.NUM_THREADS:
-        return None
-    block = min(ATTENTION_BLOCK, max(8, (1 << 18) // max(1, tk * hs)))
-    return backend.NUM_THREADS, block
 
 
 def _add_rows(total, part):
@@ -443,9 +426,8 @@ class MultiHeadAttention(Function):
     # The whole attention of a GPT block after c_attn, in one node:
     # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
     # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested
-    # equal), but q, k, v are made contiguous once (faster batched matmuls), the heads run
-    # side by side on the CPU cores (_head_split), and the backward writes dq, dk, dv
-    # straight into one (B, T, 3C) gradient.
+    # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
+    # writes dq, dk, dv straight into one (B, T, 3C) gradient.
     def forward(self, qkv, n_head, causal=True, dropout_mask=None):
         xp = self.xp
         B, T, C3 = qkv.shape
@@ -454,45 +436,17 @@ class MultiHeadAttention(Function):
         q, k, v = heads                                # 3 x (B, nh, T, hs)
         self.scale = 1.0 / math.sqrt(hs)
         q *= self.scale                                # our own copy: scale it in place
-        self.qs, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
-        self.split = _head_split(xp, B * n_head, T, hs)
-        if self.split is None:
-            y, _, self.saved = _attention_forward(xp, q, k, v, causal, self.scale, dropout_mask,
-                                                  qs=q)                    # (B, nh, T, hs)
-        else:                                          # heads side by side, see _head_split
-            y = xp.empty_like(q)
-            f, y3, self.saved = self._flat(q, k, v), y.reshape(-1, T, hs), {}
-
-            def piece(lo, hi):
-                q3, k3, v3, m3 = (a[lo:hi] if a is not None else None for a in f)
-                y3[lo:hi], _, self.saved[lo] = _attention_forward(
-                    xp, q3, k3, v3, causal, self.scale, m3, qs=q3, block=self.split[1])
-            backend.parallel_for(piece, B * n_head, blocks=False)
+        y, self.qs, self.saved = _attention_forward(xp, q, k, v, causal, self.scale,
+                                                    dropout_mask, qs=q)   # (B, nh, T, hs)
+        self.k, self.v, self.causal, self.mask = k, v, causal, dropout_mask
         return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
-
-    def _flat(self, *arrays):
-        """The arrays and the dropout mask with batch and heads as one axis (views)."""
-        return [a.reshape((-1,) + a.shape[-2:]) if a is not None else None
-                for a in arrays + (self.mask,)]
 
     def backward(self, g):
         xp = self.xp
         B, nh, T, hs = self.qs.shape
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
-        if self.split is None:
-            gq, gk, gv = _attention_backward(xp, g, self.qs, self.k, self.v, self.causal,
-                                             self.scale, self.mask, self.saved)
-        else:
-            gq, gk, gv = (xp.empty_like(g) for _ in range(3))
-            f = self._flat(g, self.qs, self.k, self.v, gq, gk, gv)
-
-            def piece(lo, hi):
-                g3, q3, k3, v3, gq3, gk3, gv3, m3 = (a[lo:hi] if a is not None else None
-                                                     for a in f)
-                gq3[...], gk3[...], gv3[...] = _attention_backward(
-                    xp, g3, q3, k3, v3, self.causal, self.scale, m3, self.saved[lo],
-                    block=self.split[1])
-            backend.parallel_for(piece, B * nh, blocks=False)
+        gq, gk, gv = _attention_backward(xp, g, self.qs, self.k, self.v, self.causal,
+                                         self.scale, self.mask, self.saved)
         grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
         for i, gi in enumerate((gq, gk, gv)):
             grad[:, :, i] = gi.transpose(0, 2, 1, 3)    # (B, nh, T, hs) -> (B, T, nh, hs)

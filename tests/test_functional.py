@@ -242,30 +242,3 @@ def test_nll_loss_of_log_softmax_equals_cross_entropy():
     ours = F.nll_loss(F.log_softmax(mg.tensor(z, dtype="float64")), t)
     assert ours.item() == pytest.approx(
         F.cross_entropy(mg.tensor(z, dtype="float64"), t).item(), rel=1e-12)
-
-
-@pytest.mark.parametrize("block", [3, 64])
-@pytest.mark.parametrize("dropout", [False, True])
-def test_multi_head_attention_heads_split_over_threads(monkeypatch, block, dropout,
-                                                       compiled_loops):
-    """On several CPU threads the heads run in pieces side by side (fused._head_split):
-    value and gradient equal the one-piece result, with and without a dropout mask."""
-    import minigrad.fused as FU
-    from minigrad import backend
-    monkeypatch.setattr(FU, "ATTENTION_BLOCK", block)
-    rng = np.random.default_rng(block)
-    B, T, nh, hs = 3, 7, 2, 4
-    qkv = rng.standard_normal((B, T, 3 * nh * hs))
-    g = rng.standard_normal((B, T, nh * hs))
-    drop = (rng.random((B, nh, T, T)) > 0.3) / 0.7 if dropout else None
-    results = []
-    for threads in (1, 2, 3):
-        monkeypatch.setattr(backend, "NUM_THREADS", threads)
-        t = t64(qkv)
-        y = FU.MultiHeadAttention.apply(t, n_head=nh, dropout_mask=drop)
-        assert (y.grad_fn.split is None) == (threads == 1)
-        y.backward(mg.tensor(g, dtype="float64"))
-        results.append((y.numpy(), t.grad.numpy()))
-    for y, gx in results[1:]:
-        np.testing.assert_allclose(y, results[0][0], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(gx, results[0][1], rtol=1e-12, atol=1e-12)
