@@ -12,6 +12,11 @@ compiled for each dtype on first use (about a second each) and cached on disk.
 
 Floating-point contract: no reassociation in elementwise code, so exp's range reduction stays
 exact; sums and maxima over a row go through _sum/_dot/_max, which may reorder (vectorise).
+
+Two things learnt the hard way. Arrays passed as different arguments must not overlap: LLVM
+checks at run time and falls back to scalar code (an exp_(x, x) runs 7x slower than exp_(x, y);
+a loop that works in place takes one array). And exp is inlined by LLVM, not by numba's IR
+inliner (overload(inline="always")), which dropped the statement after a loop calling it.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ def _pow2(typingctx, biased):
         bits = builder.shl(args[0], ir.Constant(ir.IntType(32), 23))
         return builder.bitcast(bits, ir.FloatType())
     return types.float32(types.int32), codegen
+
 
 _f32 = np.float32
 _LOG2E, _LN2_HI, _LN2_LO = _f32(1.4426950408889634), _f32(0.693359375), _f32(-2.12194440e-4)
@@ -100,6 +106,7 @@ def _dot(a, b, n):
 @numba.njit(fastmath=_FAST | {"reassoc", "nnan"}, error_model="numpy", nogil=True, cache=True)
 def _max(a, n):
     # four running maxima: LLVM does not vectorise a max reduction, but runs these in parallel
+    # (a NaN may be skipped here; it still makes its row NaN through exp(x - max))
     m0 = m1 = m2 = m3 = a[0]
     j = 0
     while j + 4 <= n:
@@ -228,7 +235,8 @@ def log_sum_exp_rows(z, lse):
 
 @_jit
 def cross_entropy_backward(z, lse, targets, scale, grad):
-    """grad[r] = (softmax(z[r]) - onehot(targets[r])) scale[r], softmax(z[r]) = exp(z[r] - lse[r])."""
+    """grad[r] = (softmax(z[r]) - onehot(targets[r])) scale[r],
+    softmax(z[r]) = exp(z[r] - lse[r])."""
     rows, n = z.shape
     for r in range(rows):
         zr, gr, shift, s = z[r], grad[r], lse[r], scale[r]
@@ -240,7 +248,8 @@ def cross_entropy_backward(z, lse, targets, scale, grad):
 @_jit
 def index_add_rows_(target, index, rows):
     """target[index[i]] += rows[i] for every i, repeated indices adding up (target, rows 2-D):
-    the embedding gradient."""
+    the embedding gradient. No bounds checks: the indices already gathered these rows
+    forward (negative ones count from the end, as in NumPy)."""
     for i in range(index.size):
         t, r = target[index[i]], rows[i]
         for j in range(r.size):
