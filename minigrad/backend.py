@@ -334,9 +334,10 @@ def set_kernels_enabled(on: bool) -> bool:
 
 
 def kernels_status() -> str:
-    """'on', 'off (MINIGRAD_KERNELS=0)', or 'off (<why numba failed to import>)'."""
+    """'on', 'off (MINIGRAD_KERNELS=0 or set_kernels_enabled(False))', or
+    'off (<why numba failed to import>)'."""
     if not _kernels_on:
-        return "off (switched off)"
+        return "off (MINIGRAD_KERNELS=0 or set_kernels_enabled(False))"
     if kernels_for(np, np.zeros(1, np.float32)) is None:
         return f"off ({_kernels_error})"
     return "on"
