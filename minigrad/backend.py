@@ -297,7 +297,6 @@ def kernels_for(xp, *arrays):
     arrays: NumPy arrays, all float32 or all float64, C-contiguous, loops switched on
     (MINIGRAD_KERNELS != 0, set_kernels_enabled) and numba importable. Otherwise None, and
     the op runs its own code, written against xp (the path CuPy takes)."""
-    global _kernels, _kernels_error
     if xp is not np or not _kernels_on:
         return None
     dtype = arrays[0].dtype
@@ -306,6 +305,12 @@ def kernels_for(xp, *arrays):
     for a in arrays:
         if a.dtype != dtype or not a.flags.c_contiguous:
             return None
+    return _load_kernels()
+
+
+def _load_kernels():
+    """The kernels module, imported on first use; None when numba cannot be imported."""
+    global _kernels, _kernels_error
     if _kernels is None and _kernels_error is None:
         try:
             from . import kernels
@@ -319,7 +324,7 @@ def warm_up_kernels(dtype=np.float32) -> bool:
     """Load the compiled loops for ``dtype`` now (compiling them on a first run), so that
     neither the first step's time nor a memory measurement pays for it. False when the
     loops are off or numba is missing."""
-    loops = kernels_for(np, np.zeros(1, dtype))
+    loops = _load_kernels() if _kernels_on else None
     if loops is not None:
         loops.warm_up(dtype)
     return loops is not None
@@ -338,7 +343,7 @@ def kernels_status() -> str:
     'off (<why numba failed to import>)'."""
     if not _kernels_on:
         return "off (MINIGRAD_KERNELS=0 or set_kernels_enabled(False))"
-    if kernels_for(np, np.zeros(1, np.float32)) is None:
+    if _load_kernels() is None:
         return f"off ({_kernels_error})"
     return "on"
 

@@ -358,10 +358,10 @@ class Adam(Optimizer):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         loops = None if group["amsgrad"] else backend.kernels_for(xp, p.data, grad, m, v)
         if loops is not None:                 # the same steps, compiled: one pass
-            decoupled = self._decoupled and wd != 0
             loops.adam_step_(p.data.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                              -1.0 if group["maximize"] else 1.0,
-                             0.0 if self._decoupled else wd, 1 - lr * wd if decoupled else 1.0,
+                             0.0 if self._decoupled else wd,
+                             1 - lr * wd if self._decoupled else 1.0,
                              beta1, beta2, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t), eps)
             return
         if group["maximize"]:
