@@ -1,5 +1,7 @@
 """The compiled CPU loops (minigrad/kernels.py): exp against NumPy's, and every fused op
 that uses them equal, value and gradient, to the same op running its NumPy code."""
+import contextlib
+
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import numpy as np
@@ -17,6 +19,16 @@ pytestmark = pytest.mark.skipif(backend.kernels_status() != "on",
 def kernels():
     from minigrad import kernels as K
     return K
+
+
+@contextlib.contextmanager
+def loops(on):
+    """The compiled loops switched on or off inside the block, restored after it."""
+    old = backend.set_kernels_enabled(on)
+    try:
+        yield
+    finally:
+        backend.set_kernels_enabled(old)
 
 
 def test_float32_exp_is_within_two_ulp_of_the_exact_value():
@@ -53,12 +65,9 @@ def test_loops_are_used_only_for_contiguous_float_numpy_arrays():
     assert backend.kernels_for(np, a32.T) is None                    # not C-contiguous
     assert backend.kernels_for(np, np.zeros(3, np.int64)) is None
     assert backend.kernels_for(object(), a32) is None                # another array module
-    old = backend.set_kernels_enabled(False)
-    try:
+    with loops(False):
         assert backend.kernels_for(np, a32) is None
         assert backend.kernels_status().startswith("off")
-    finally:
-        backend.set_kernels_enabled(old)
 
 
 def _run(fn, arrays_in, dtype, g_seed):
@@ -74,11 +83,8 @@ def compiled_equals_numpy(fn, arrays_in, dtype):
     those with the NumPy code: to rounding in float64, to float32 rounding in float32."""
     runs = []
     for on in (True, False):
-        old = backend.set_kernels_enabled(on)
-        try:
+        with loops(on):
             runs.append(_run(fn, arrays_in, dtype, 0))
-        finally:
-            backend.set_kernels_enabled(old)
     (y1, g1), (y0, g0) = runs
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-5)
     np.testing.assert_allclose(y1, y0, **tol)
@@ -148,15 +154,12 @@ def test_gpt_training_step_compiled_equals_numpy():
     idx, targets = rng.integers(0, 50, (3, 16)), rng.integers(0, 50, (3, 16))
     results = []
     for on in (True, False):
-        old = backend.set_kernels_enabled(on)
-        try:
+        with loops(on):
             mg.manual_seed(0)
             model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32))
             _, loss = model(idx, targets)
             loss.backward()
             results.append((loss.item(), {n: p.grad.numpy() for n, p in model.named_parameters()}))
-        finally:
-            backend.set_kernels_enabled(old)
     (l1, g1), (l0, g0) = results
     assert l1 == pytest.approx(l0, rel=1e-6)
     for name in g0:
@@ -187,16 +190,13 @@ def test_adam_step_compiled_equals_numpy(dtype, opt, maximize):
     start, grads = rng.standard_normal((4, 5)), rng.standard_normal((5, 4, 5))
     finals = []
     for on in (True, False):
-        old = backend.set_kernels_enabled(on)
-        try:
+        with loops(on):
             p = mg.tensor(start, dtype=dtype, requires_grad=True)
             o = getattr(mg.optim, opt)([p], lr=0.1, weight_decay=0.3, maximize=maximize)
             for g in grads:
                 p.grad = mg.tensor(g, dtype=dtype)
                 o.step()
             finals.append(p.numpy())
-        finally:
-            backend.set_kernels_enabled(old)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(finals[0], finals[1], **tol)
     assert not np.allclose(finals[0], start)
@@ -205,8 +205,5 @@ def test_adam_step_compiled_equals_numpy(dtype, opt, maximize):
 def test_warm_up_loads_the_loops_unless_switched_off():
     assert backend.warm_up_kernels("float32") is True
     assert backend.warm_up_kernels("float64") is True
-    old = backend.set_kernels_enabled(False)
-    try:
+    with loops(False):
         assert backend.warm_up_kernels() is False
-    finally:
-        backend.set_kernels_enabled(old)
