@@ -239,13 +239,53 @@ def tanh_(u) -> None:
 
 
 # ----------------------------------------------------------------------------- CPU threads
-# NumPy runs each elementwise op on one core (its exp/tanh are not even vectorised on CPUs
-# without AVX-512), while BLAS uses them all. The fused ops hand their elementwise work to
-# parallel_for, which splits it into one contiguous piece per core; NumPy releases the GIL
-# inside every ufunc, so the pieces really run at once. CuPy needs none of this.
+# NumPy runs each elementwise op on one core, and BLAS runs its own threads, whose idle
+# workers spin on the other cores for a while after every call (OpenBLAS: ~0.1 s). So on the
+# CPU minigrad splits its big work itself: the rows of a fused op, the rows of a Linear's
+# product, dx beside dW, the batch of an attention, one piece per core on one pool, with
+# BLAS held at one thread per piece meanwhile (threadpoolctl) so that nothing else spins on
+# the cores. NumPy and compiled loops release the GIL, so the pieces really run at once.
+# Work too small to repay a thread's wake-up (~0.1 ms here) runs on the calling thread, with
+# BLAS threading as usual. CuPy needs none of this.
 NUM_THREADS = max(1, int(os.environ.get("MINIGRAD_NUM_THREADS", os.cpu_count() or 1)))
 PARALLEL_MIN_SIZE = int(os.environ.get("MINIGRAD_PARALLEL_MIN_SIZE", 1 << 19))  # smaller: 1 thread
+PARALLEL_MIN_FLOPS = 1 << 24   # a matmul below this runs whole, threaded by BLAS as it likes
 _pool = None
+
+
+def run_parallel(tasks) -> None:
+    """Run the zero-argument callables in ``tasks`` at once, the first on this thread and
+    the others on minigrad's pool; returns when all are done (re-raising the first error)."""
+    global _pool
+    if len(tasks) == 1:
+        tasks[0]()
+        return
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(max(1, NUM_THREADS - 1), thread_name_prefix="minigrad")
+    futures = [_pool.submit(t) for t in tasks[1:]]
+    try:
+        tasks[0]()
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _pieces(n: int, count: int):
+    """[(lo, hi)] cutting range(n) into ``count`` near-equal contiguous pieces."""
+    bounds = [n * i // count for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def split_rows(fn, n: int, size: int, xp=np) -> None:
+    """fn(lo, hi) over [0, n), one piece per core when ``size`` (elements of work in all) is
+    at least PARALLEL_MIN_SIZE, else once. For compiled loops and other GIL-free calls that
+    need no blocking (parallel_for blocks NumPy ufunc chains)."""
+    count = min(NUM_THREADS, n)
+    if xp is not np or count < 2 or size < PARALLEL_MIN_SIZE:
+        fn(0, n)
+        return
+    run_parallel([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in _pieces(n, count)])
 
 
 BLOCK_SIZE = 1 << 17   # elements per call of a kernel: its temporaries stay in the L2 cache
@@ -256,7 +296,6 @@ def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
     CPU in blocks of about BLOCK_SIZE elements, so that the kernel's temporaries are small
     and cache-resident, spread over NUM_THREADS threads when the work is large enough; on
     the GPU once, as fn(0, n)."""
-    global _pool
     size = n if size is None else size
     if xp is not np or n == 0:
         fn(0, n)
@@ -266,27 +305,77 @@ def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
     def blocked(lo, hi):
         for a in range(lo, hi, step):
             fn(a, min(a + step, hi))
+    split_rows(blocked, n, size, xp)
 
-    pieces = min(NUM_THREADS, n)
-    if pieces < 2 or size < PARALLEL_MIN_SIZE:
-        blocked(0, n)
+
+# BLAS at one thread while minigrad's pieces run. threadpoolctl finds the BLAS libraries
+# loaded in this process (NumPy's OpenBLAS, MKL, BLIS); setting a thread count is one C
+# call (~2 us), and the previous counts come back when the outermost block ends.
+_blas = None            # [threadpoolctl library controllers for BLAS], once looked up
+_blas_depth = 0
+_blas_saved = ()
+
+
+def _blas_libraries():
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except Exception:          # threadpoolctl missing or unable to inspect: leave BLAS be
+            _blas = []
+    return _blas
+
+
+class _OneBlasThread:
+    def __enter__(self):
+        global _blas_depth, _blas_saved
+        if _blas_depth == 0:
+            _blas_saved = tuple(c.get_num_threads() for c in _blas)
+            for c in _blas:
+                c.set_num_threads(1)
+        _blas_depth += 1
+
+    def __exit__(self, *exc):
+        global _blas_depth
+        _blas_depth -= 1
+        if _blas_depth == 0:
+            for c, n in zip(_blas, _blas_saved):
+                c.set_num_threads(n)
+
+
+def _blas_parallel(n_tasks: int, flops: float, xp) -> bool:
+    return (n_tasks >= 2 and xp is np and NUM_THREADS >= 2 and flops >= PARALLEL_MIN_FLOPS
+            and bool(_blas_libraries()))
+
+
+def blas_tasks(tasks, flops: float, xp=np) -> None:
+    """Run ``tasks`` (zero-argument callables that call BLAS, ``flops`` of work in all) at
+    once on minigrad's threads with BLAS at one thread each, when they are several, the work
+    repays the threads and BLAS's threads can be held; else one after another on this
+    thread, BLAS threading as it likes."""
+    if not _blas_parallel(len(tasks), flops, xp):
+        for t in tasks:
+            t()
         return
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-        _pool = ThreadPoolExecutor(NUM_THREADS - 1, thread_name_prefix="minigrad")
-    bounds = [n * i // pieces for i in range(pieces + 1)]
-    futures = [_pool.submit(blocked, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
-    blocked(bounds[0], bounds[1])   # this thread takes the first piece
-    for f in futures:
-        f.result()
+    with _OneBlasThread():
+        run_parallel(tasks)
+
+
+def blas_rows(fn, n: int, flops: float, xp=np) -> None:
+    """fn(lo, hi) over [0, n): one piece per core at once as in blas_tasks, or fn(0, n)."""
+    count = min(NUM_THREADS, n)
+    if not _blas_parallel(count, flops, xp):
+        fn(0, n)
+        return
+    with _OneBlasThread():
+        run_parallel([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in _pieces(n, count)])
 
 
 # ----------------------------------------------------------------------------- compiled loops
 # The fused ops' inner loops also exist compiled (kernels.py, Numba): one pass over memory
 # instead of one per NumPy ufunc. Whether to run them is decided here, with the array module.
-# They run whole on the calling thread, not through parallel_for: they need no cache-sized
-# blocks, and in a training step a second thread measured slower (OpenBLAS's idle workers
-# spin on the other cores after every matmul).
+# They need no cache-sized blocks: the fused ops spread them over the cores with split_rows.
 _kernels_on = os.environ.get("MINIGRAD_KERNELS", "1") != "0"
 _kernels = None          # the kernels module once imported
 _kernels_error = None    # why it could not be imported, if it could not

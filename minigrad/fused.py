@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .autograd import Function, register
-from .backend import erf, kernels_for, parallel_for
+from .backend import blas_rows, blas_tasks, erf, kernels_for, parallel_for, split_rows
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -66,7 +66,8 @@ class CrossEntropy(Function):
         self.loops = kernels_for(xp, logits, lse)
         if self.loops is not None:          # compiled: only logsumexp now, softmax in backward
             self.logits, self.p = logits, None
-            self.loops.log_sum_exp_rows(logits, lse)
+            split_rows(lambda lo, hi: self.loops.log_sum_exp_rows(logits[lo:hi], lse[lo:hi]),
+                       logits.shape[0], logits.size)
         else:
             self.p = self._softmax_and_lse(logits, lse)
         losses = (lse - logits[rows, safe]) * self.keep
@@ -94,8 +95,9 @@ class CrossEntropy(Function):
             return xp.zeros_like(self.p if self.p is not None else self.logits)
         scale = (self.keep * (g / self.count)).astype(self.lse.dtype)    # per row
         if self.p is None:
-            z, grad = self.logits, xp.empty_like(self.logits)
-            self.loops.cross_entropy_backward(z, self.lse, self.safe, scale, grad)
+            z, grad, lse, safe = self.logits, xp.empty_like(self.logits), self.lse, self.safe
+            split_rows(lambda lo, hi: self.loops.cross_entropy_backward(
+                z[lo:hi], lse[lo:hi], safe[lo:hi], scale[lo:hi], grad[lo:hi]), z.shape[0], z.size)
             return grad
         grad = self.p                                   # ours to overwrite: freed after this
         grad[self.rows, self.safe] -= 1
@@ -118,7 +120,9 @@ class LayerNorm(Function):
         self.xhat, self.rstd, self.weight = xhat, rstd, weight
         loops = kernels_for(xp, x2, weight, bias)
         if loops is not None:                                     # the same, compiled
-            loops.layer_norm_forward(x2, weight, bias, eps, xhat, y, rstd[:, 0])
+            split_rows(lambda lo, hi: loops.layer_norm_forward(
+                x2[lo:hi], weight, bias, eps, xhat[lo:hi], y[lo:hi], rstd[lo:hi, 0]),
+                x2.shape[0], x2.size)
             return y.reshape(x.shape)
         mean = x2 @ xp.full(n, 1.0 / n, dtype=x.dtype)           # (rows,)
 
@@ -163,8 +167,16 @@ class LayerNorm(Function):
 
     def _backward_compiled(self, loops, g, g2):
         n = g2.shape[1] if self.needs_grad[1] or self.needs_grad[2] else 0   # 0: no dw, db
-        gx, gw, gb = np.empty_like(g2), np.zeros(n, g2.dtype), np.zeros(n, g2.dtype)
-        loops.layer_norm_backward(g2, self.xhat, self.weight, self.rstd[:, 0], gx, gw, gb)
+        gx, partial = np.empty_like(g2), {}        # lo -> (dw, db) of the rows lo:hi
+
+        def rows(lo, hi):
+            gw, gb = np.zeros(n, g2.dtype), np.zeros(n, g2.dtype)
+            loops.layer_norm_backward(g2[lo:hi], self.xhat[lo:hi], self.weight,
+                                      self.rstd[lo:hi, 0], gx[lo:hi], gw, gb)
+            partial[lo] = gw, gb
+        split_rows(rows, g2.shape[0], g2.size)
+        pieces = [partial[lo] for lo in sorted(partial)]           # summed in a fixed order
+        gw, gb = pieces[0] if len(pieces) == 1 else map(sum, zip(*pieces))
         return (gx.reshape(g.shape), gw if self.needs_grad[1] else None,
                 gb if self.needs_grad[2] else None)
 
@@ -197,7 +209,7 @@ class GeluTanh(Function):
         self.x = xf
         loops = kernels_for(xp, xf)
         if loops is not None:                     # the same, compiled: one pass
-            loops.gelu_forward(xf, y)
+            split_rows(lambda lo, hi: loops.gelu_forward(xf[lo:hi], y[lo:hi]), xf.size, xf.size)
             return y.reshape(x.shape)
 
         def kernel(lo, hi):
@@ -213,7 +225,8 @@ class GeluTanh(Function):
         d = xp.empty_like(gf)
         loops = kernels_for(xp, xf, gf)
         if loops is not None:                     # the same, compiled: one pass
-            loops.gelu_backward(xf, gf, d)
+            split_rows(lambda lo, hi: loops.gelu_backward(xf[lo:hi], gf[lo:hi], d[lo:hi]),
+                       xf.size, xf.size)
             return d.reshape(g.shape)
 
         def kernel(lo, hi):
@@ -260,24 +273,38 @@ class Dropout(Function):
 @register
 class Linear(Function):
     # y = x @ W^T + b, W of shape (out, in) as in torch.nn.Linear; rows flattened so
-    # every product is one 2-D GEMM:  dx = g @ W,  dW = g^T @ x,  db = sum_rows g
+    # every product is one 2-D GEMM:  dx = g @ W,  dW = g^T @ x,  db = sum_rows g.
+    # On the CPU the forward's rows are cut into one piece per core (bias added while the
+    # piece is in cache) and the backward computes dx beside dW (backend.blas_tasks).
     def forward(self, x, weight, bias=None):
-        self.x2 = x.reshape(-1, x.shape[-1])
+        xp = self.xp
+        x2 = self.x2 = x.reshape(-1, x.shape[-1])
         self.x_shape, self.weight = x.shape, weight
-        y = self.x2 @ weight.T
-        if bias is not None:
-            y += bias
+        y = xp.empty((x2.shape[0], weight.shape[0]), dtype=xp.result_type(x2, weight))
+
+        def rows(lo, hi):
+            xp.matmul(x2[lo:hi], weight.T, out=y[lo:hi])
+            if bias is not None:
+                y[lo:hi] += bias
+        blas_rows(rows, x2.shape[0], 2 * y.size * x2.shape[1], xp)
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     def backward(self, g):
+        xp, needs = self.xp, self.needs_grad
         g2 = g.reshape(-1, g.shape[-1])
-        gx = (g2 @ self.weight).reshape(self.x_shape) if self.needs_grad[0] else None
-        gw = g2.T @ self.x2 if self.needs_grad[1] else None
-        if len(self.needs_grad) == 2:
-            return gx, gw
-        if not self.needs_grad[2]:
-            return gx, gw, None
-        return gx, gw, self.xp.ones(g2.shape[0], dtype=g2.dtype) @ g2   # row sum as BLAS gemv
+        grads = [None] * len(needs)
+
+        def input_grad():
+            grads[0] = (g2 @ self.weight).reshape(self.x_shape)
+
+        def weight_grads():
+            if needs[1]:
+                grads[1] = g2.T @ self.x2
+            if len(needs) == 3 and needs[2]:
+                grads[2] = xp.ones(g2.shape[0], dtype=g2.dtype) @ g2   # row sum as BLAS gemv
+        tasks = ([input_grad] if needs[0] else []) + [weight_grads]
+        blas_tasks(tasks, 2 * g2.size * self.x2.shape[1], xp)
+        return tuple(grads)
 
 
 # ----------------------------------------------------------------------------- attention
@@ -336,20 +363,23 @@ def _keep_weights(q, k, v):
     return n <= q.size + k.size + v.size
 
 
-def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None):
-    """y (..., Tq, hv), qs = q * scale, and the weights of each block (None: not kept)."""
+def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, out=None):
+    """y (..., Tq, hv) (written into ``out`` if given), qs = q * scale, and the weights of
+    each block (None: not kept)."""
     qs = q * scale if qs is None else qs
     batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     blocks = _query_blocks(q.shape[-2], k.shape[-2], causal)
     keep = _keep_weights(q, k, v)
-    y, saved = None, []
-    if len(blocks) > 1:
+    y, saved = out, []
+    if y is None and len(blocks) > 1:
         y = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=v.dtype)
     for a, b, e in blocks:
         p = _attention_weights(xp, qs, k, a, b, e, causal)
         pd = p if dropout_mask is None else p * dropout_mask[..., a:b, :e]
         if y is None:
             y = pd @ v[..., :e, :]          # one block: its output is the whole output
+        elif len(blocks) == 1:
+            xp.matmul(pd, v[..., :e, :], out=y)
         else:
             y[..., a:b, :] = pd @ v[..., :e, :]   # (no matmul out=: a strided view)
         saved.append(p if keep else None)
@@ -427,7 +457,8 @@ class MultiHeadAttention(Function):
     # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
     # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested
     # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
-    # writes dq, dk, dv straight into one (B, T, 3C) gradient.
+    # writes dq, dk, dv straight into one (B, T, 3C) gradient. On the CPU the batch is cut
+    # into one piece per core, each piece a whole attention (backend.blas_rows).
     def forward(self, qkv, n_head, causal=True, dropout_mask=None):
         xp = self.xp
         B, T, C3 = qkv.shape
@@ -436,18 +467,32 @@ class MultiHeadAttention(Function):
         q, k, v = heads                                # 3 x (B, nh, T, hs)
         self.scale = 1.0 / math.sqrt(hs)
         q *= self.scale                                # our own copy: scale it in place
-        y, self.qs, self.saved = _attention_forward(xp, q, k, v, causal, self.scale,
-                                                    dropout_mask, qs=q)   # (B, nh, T, hs)
-        self.k, self.v, self.causal, self.mask = k, v, causal, dropout_mask
+        y = xp.empty_like(q)                           # (B, nh, T, hs)
+        self.pieces = {}                               # (lo, hi) of the batch -> saved weights
+
+        def piece(lo, hi):
+            m = None if dropout_mask is None else dropout_mask[lo:hi]
+            _, _, self.pieces[lo, hi] = _attention_forward(
+                xp, q[lo:hi], k[lo:hi], v[lo:hi], causal, self.scale, m, qs=q[lo:hi],
+                out=y[lo:hi])
+        blas_rows(piece, B, 4 * q.size * T, xp)
+        self.qs, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
         return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
 
     def backward(self, g):
         xp = self.xp
         B, nh, T, hs = self.qs.shape
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
-        gq, gk, gv = _attention_backward(xp, g, self.qs, self.k, self.v, self.causal,
-                                         self.scale, self.mask, self.saved)
         grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
-        for i, gi in enumerate((gq, gk, gv)):
-            grad[:, :, i] = gi.transpose(0, 2, 1, 3)    # (B, nh, T, hs) -> (B, T, nh, hs)
+        pieces = self.pieces
+
+        def piece(lo, hi):
+            m = None if self.mask is None else self.mask[lo:hi]
+            grads = _attention_backward(xp, g[lo:hi], self.qs[lo:hi], self.k[lo:hi],
+                                        self.v[lo:hi], self.causal, self.scale, m,
+                                        pieces[lo, hi])
+            for i, gi in enumerate(grads):
+                grad[lo:hi, :, i] = gi.transpose(0, 2, 1, 3)   # (b, nh, T, hs) -> (b, T, nh, hs)
+        tasks = [lambda lo=lo, hi=hi: piece(lo, hi) for lo, hi in pieces]
+        blas_tasks(tasks, 8 * self.qs.size * T, xp)
         return grad.reshape(B, T, 3 * nh * hs)
