@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 import numpy as np
 
@@ -256,19 +257,32 @@ PARALLEL_MIN_FLOPS = 1 << 24   # a matmul below this runs whole, threaded by BLA
 _pool = None
 
 
+_in_piece = threading.local()   # .on: this thread is running a piece (no nested splitting)
+
+
 def run_parallel(tasks) -> None:
     """Run the zero-argument callables in ``tasks`` at once, the first on this thread and
-    the others on minigrad's pool; returns when all are done (re-raising the first error)."""
+    the others on minigrad's pool; returns when all are done (re-raising the first error).
+    Inside a piece (an op split again by the op it calls) they run one after another: the
+    cores are busy already, and the pool's threads may all be waiting on this one."""
     global _pool
-    if len(tasks) == 1:
-        tasks[0]()
+    if len(tasks) == 1 or getattr(_in_piece, "on", False):
+        for t in tasks:
+            t()
         return
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(max(1, NUM_THREADS - 1), thread_name_prefix="minigrad")
-    futures = [_pool.submit(t) for t in tasks[1:]]
+
+    def piece(task):
+        _in_piece.on = True
+        try:
+            task()
+        finally:
+            _in_piece.on = False
+    futures = [_pool.submit(piece, t) for t in tasks[1:]]
     try:
-        tasks[0]()
+        piece(tasks[0])
     finally:
         for f in futures:
             f.result()
@@ -315,6 +329,7 @@ def parallel_for(fn, n: int, size: int | None = None, xp=np) -> None:
 # loaded in this process (NumPy's OpenBLAS, MKL, BLIS); setting a thread count is one C
 # call (~2 us), and the previous counts come back when the outermost block ends.
 _blas = None            # [threadpoolctl library controllers for BLAS], once looked up
+_blas_lock = threading.Lock()
 _blas_depth = 0
 _blas_saved = ()
 
@@ -331,20 +346,24 @@ def _blas_libraries():
 
 
 class _OneBlasThread:
+    """BLAS at one thread inside the block; the outermost block (of any thread) gives the
+    previous counts back."""
     def __enter__(self):
         global _blas_depth, _blas_saved
-        if _blas_depth == 0:
-            _blas_saved = tuple(c.get_num_threads() for c in _blas)
-            for c in _blas:
-                c.set_num_threads(1)
-        _blas_depth += 1
+        with _blas_lock:
+            if _blas_depth == 0:
+                _blas_saved = tuple(c.get_num_threads() for c in _blas)
+                for c in _blas:
+                    c.set_num_threads(1)
+            _blas_depth += 1
 
     def __exit__(self, *exc):
         global _blas_depth
-        _blas_depth -= 1
-        if _blas_depth == 0:
-            for c, n in zip(_blas, _blas_saved):
-                c.set_num_threads(n)
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                for c, n in zip(_blas, _blas_saved):
+                    c.set_num_threads(n)
 
 
 def _blas_parallel(n_tasks: int, flops: float, xp) -> bool:

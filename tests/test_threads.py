@@ -2,6 +2,7 @@
 the ops that cut their work into one piece per core give the same values and gradients as
 closed forms computed here with NumPy, and BLAS's thread count is held and given back."""
 import contextlib
+import threading
 
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
@@ -165,3 +166,27 @@ def test_an_error_in_a_pool_thread_reaches_the_caller():
         raise ValueError("piece 2 failed")
     with pytest.raises(ValueError, match="piece 2 failed"):
         backend.run_parallel([lambda: None, fail])
+
+
+def test_a_piece_that_splits_again_runs_its_parts_itself():
+    """Attention's pieces call the NumPy softmax, which splits its rows too (loops off):
+    nested splitting runs inline instead of waiting on a pool whose threads are all busy."""
+    rng = np.random.default_rng(4)
+    qkv, g = rng.standard_normal((4, 5, 3 * 2 * 2)), rng.standard_normal((4, 5, 4))
+    result = []
+
+    def run():
+        old = backend.set_kernels_enabled(False)
+        try:
+            with in_pieces(2):
+                result.append(grads_of(lambda t: F.multi_head_attention(t, 2), [qkv], g))
+        finally:
+            backend.set_kernels_enabled(old)
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "nested splitting deadlocked"
+    y_ref, dqkv_ref = _attention_closed_form(qkv, 2, g)
+    y, (dqkv,) = result[0]
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dqkv, dqkv_ref, rtol=1e-9, atol=1e-11)
