@@ -66,8 +66,8 @@ class Function:
         if _anomaly_mode:
             _check_finite(out, f"forward of {cls.__name__}", getattr(fn, "stage", None))
         result = _tensor_class._make(out, requires_grad)
-        if requires_grad:
-            fn.inputs = tensors
+        if requires_grad:   # non-leaf inputs by their data-less stand-ins (Tensor)
+            fn.inputs = tuple(t if t._ctx is None else t._graph_stand_in() for t in tensors)
             result._ctx = fn
         return result
 
@@ -161,6 +161,9 @@ def backward(root, grad, retain_graph=False):
             continue
         if node._retain_grad:
             node.grad = Tensor._make(g.copy(), False)
+        real = node._real() if node._real is not None else None    # node is a stand-in
+        if real is not None and real._retain_grad:
+            real.grad = node.grad if node._retain_grad else Tensor._make(g.copy(), False)
         in_grads = fn.backward(g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)

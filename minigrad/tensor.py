@@ -5,6 +5,8 @@ ops.py / fused.py and the graph walking in autograd.py.
 """
 from __future__ import annotations
 
+import weakref
+
 import math
 import numbers
 
@@ -29,7 +31,7 @@ def as_dtype(dtype):
 
 class Tensor:
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
-                 "__weakref__")
+                 "_stand_in", "_real", "__weakref__")
     __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -55,6 +57,7 @@ class Tensor:
         self._hooks = None
         self._retain_grad = False
         self.name = None
+        self._stand_in = self._real = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -65,7 +68,24 @@ class Tensor:
         t = object.__new__(cls)
         t.data, t.grad, t._ctx, t._hooks = data, None, None, None
         t._retain_grad, t.name, t.requires_grad = False, None, requires_grad
+        t._stand_in = t._real = None
         return t
+
+    def _graph_stand_in(self):
+        """What the graph keeps of this non-leaf tensor as an op's input: a tensor with its
+        op, hooks, shape and dtype but no data (one zero, broadcast), so that the graph does
+        not keep every intermediate result alive (only what the ops saved). It reaches this
+        tensor, while it lives, through a weak reference, for retain_grad and its name."""
+        s = self._stand_in
+        if s is None:
+            xp = backend.get_array_module(self.data)
+            s = Tensor._make(xp.broadcast_to(xp.zeros((), self.data.dtype), self.data.shape),
+                             self.requires_grad)
+            if self._hooks is None:
+                self._hooks = []          # shared: hooks registered later reach it too
+            s._ctx, s._hooks, s._real = self._ctx, self._hooks, weakref.ref(self)
+            self._stand_in = s
+        return s
 
     # ------------------------------------------------------------------ properties
     shape = property(lambda self: tuple(self.data.shape))

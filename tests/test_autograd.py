@@ -103,6 +103,34 @@ def test_hooks_inspect_and_replace_gradients():
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
 
 
+def test_retain_grad_and_hooks_set_after_the_tensor_was_used():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    h = x * 3
+    y = (h * h).sum()                       # h is an input before either call below
+    h.retain_grad()
+    h.register_hook(lambda g: g * 10)
+    y.backward()
+    np.testing.assert_allclose(h.grad.numpy(), [60.0, 120.0])   # 2h * 10: hooks first
+    np.testing.assert_allclose(x.grad.numpy(), [180.0, 360.0])  # 2h * 10 * 3
+
+
+def test_the_graph_keeps_only_what_the_ops_saved():
+    """An intermediate result that no op saved for backward (Add saves nothing) is freed
+    once the program drops it, though the graph through it lives on; gradients are the
+    same."""
+    import gc
+    import weakref
+    x = mg.tensor(np.arange(4.0), requires_grad=True)
+    h = x + 1
+    dead = weakref.ref(h.data)
+    y = ((h + 1) * x).sum()                 # Mul saves x and h + 1, not h
+    del h
+    gc.collect()
+    assert dead() is None
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.arange(4.0) + 2)   # d(x(x+2))/dx
+
+
 def test_every_non_leaf_knows_its_op_and_inputs():
     a, b = mg.tensor([1.0], requires_grad=True), mg.tensor([2.0], requires_grad=True)
     c = a * b
