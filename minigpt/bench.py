@@ -81,8 +81,10 @@ def _batches(cfg, batch, n, seed=0):
             for _ in range(n)]
 
 
-def time_training(name, steps=20, warmup=3, rounds=4, device="cpu", use_torch=True) -> dict:
-    """Median ms/step of minigrad (and PyTorch), alternating in rounds."""
+def time_training(name, steps=40, warmup=3, rounds=None, device="cpu", use_torch=True) -> dict:
+    """Median ms/step of minigrad (and PyTorch), alternating in rounds (default: of 5 steps;
+    more rounds cancel more of the machine's drift)."""
+    rounds = rounds or max(1, steps // 5)
     params, batch = CONFIGS[name]
     cfg = GPTConfig(**params)
     ours, model = minigrad_step(cfg, device=device)
@@ -404,7 +406,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", default="tiny,small,bpe",
                    help="comma-separated from " + ", ".join(CONFIGS))
-    p.add_argument("--steps", type=int, default=20, help="timed steps per framework")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per framework (default 40; with --ddp 20)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--no-generation", action="store_true")
@@ -433,7 +436,7 @@ def main(argv=None) -> int:
     if args.ddp:
         from .ddp import DDPError
         try:
-            res = time_ddp(configs[0], steps=args.steps)
+            res = time_ddp(configs[0], steps=args.steps or 20)
         except DDPError as exc:
             print(f"minigpt bench: error: {exc}", file=sys.stderr)
             return 1
@@ -446,7 +449,7 @@ def main(argv=None) -> int:
     if not use_torch and not args.no_torch:
         print("PyTorch is not installed: minigrad figures only (pip install torch==2.13.0)")
     backend.check_device(args.device)
-    res = run(configs, args.steps, args.device, use_torch, not args.no_generation,
+    res = run(configs, args.steps or 40, args.device, use_torch, not args.no_generation,
               not args.no_tokenizer, not args.no_memory)
     print_report(res)
     if args.json:

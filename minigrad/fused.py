@@ -274,20 +274,30 @@ class Dropout(Function):
 class Linear(Function):
     # y = x @ W^T + b, W of shape (out, in) as in torch.nn.Linear; rows flattened so
     # every product is one 2-D GEMM:  dx = g @ W,  dW = g^T @ x,  db = sum_rows g.
-    # On the CPU the forward's rows are cut into one piece per core (bias added while the
-    # piece is in cache) and the backward computes dx beside dW (backend.blas_tasks).
+    # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
+    # core, bias added while the piece is in cache, and the backward computes dx beside dW
+    # (backend.blas_rows, blas_tasks).
     def forward(self, x, weight, bias=None):
         xp = self.xp
         x2 = self.x2 = x.reshape(-1, x.shape[-1])
         self.x_shape, self.weight = x.shape, weight
-        y = xp.empty((x2.shape[0], weight.shape[0]), dtype=xp.result_type(x2, weight))
+        M, N = x2.shape[0], weight.shape[0]
+        y = xp.empty((M, N), dtype=xp.result_type(x2, weight))
 
         def rows(lo, hi):
             xp.matmul(x2[lo:hi], weight.T, out=y[lo:hi])
             if bias is not None:
                 y[lo:hi] += bias
-        blas_rows(rows, x2.shape[0], 2 * y.size * x2.shape[1], xp)
-        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+        def columns(lo, hi):     # fewer rows than outputs: each piece packs half of W
+            xp.matmul(x2, weight[lo:hi].T, out=y[:, lo:hi])
+            if bias is not None:
+                y[:, lo:hi] += bias[lo:hi]
+        if M >= N:
+            blas_rows(rows, M, 2 * y.size * x2.shape[1], xp)
+        else:
+            blas_rows(columns, N, 2 * y.size * x2.shape[1], xp)
+        return y.reshape(x.shape[:-1] + (N,))
 
     def backward(self, g):
         xp, needs = self.xp, self.needs_grad
@@ -457,42 +467,45 @@ class MultiHeadAttention(Function):
     # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
     # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested
     # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
-    # writes dq, dk, dv straight into one (B, T, 3C) gradient. On the CPU the batch is cut
+    # writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU the B x nh heads are cut
     # into one piece per core, each piece a whole attention (backend.blas_rows).
     def forward(self, qkv, n_head, causal=True, dropout_mask=None):
         xp = self.xp
         B, T, C3 = qkv.shape
         hs = C3 // (3 * n_head)
         heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
-        q, k, v = heads                                # 3 x (B, nh, T, hs)
+        q, k, v = heads.reshape(3, B * n_head, T, hs)  # 3 x (B nh, T, hs), one row per head
         self.scale = 1.0 / math.sqrt(hs)
         q *= self.scale                                # our own copy: scale it in place
-        y = xp.empty_like(q)                           # (B, nh, T, hs)
-        self.pieces = {}                               # (lo, hi) of the batch -> saved weights
+        y = xp.empty_like(q)                           # (B nh, T, hs)
+        mask = None if dropout_mask is None else dropout_mask.reshape((B * n_head,) + dropout_mask.shape[-2:])
+        self.pieces = {}                               # (lo, hi) of the heads -> saved weights
 
         def piece(lo, hi):
-            m = None if dropout_mask is None else dropout_mask[lo:hi]
+            m = None if mask is None else mask[lo:hi]
             _, _, self.pieces[lo, hi] = _attention_forward(
                 xp, q[lo:hi], k[lo:hi], v[lo:hi], causal, self.scale, m, qs=q[lo:hi],
                 out=y[lo:hi])
-        blas_rows(piece, B, 4 * q.size * T, xp)
-        self.qs, self.k, self.v, self.causal, self.mask = q, k, v, causal, dropout_mask
-        return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)   # (B, nh, T, hs) -> (B, T, C)
+        blas_rows(piece, B * n_head, 4 * q.size * T, xp)
+        self.qs, self.k, self.v, self.causal, self.mask = q, k, v, causal, mask
+        self.shape = B, n_head, T, hs
+        return y.reshape(B, n_head, T, hs).transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)
 
     def backward(self, g):
         xp = self.xp
-        B, nh, T, hs = self.qs.shape
+        B, nh, T, hs = self.shape
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
-        grad = xp.empty((B, T, 3, nh, hs), dtype=g.dtype)
+        g = g.reshape(B * nh, T, hs)
+        grads = xp.empty((3, B * nh, T, hs), dtype=g.dtype)   # dq, dk, dv of every head
         pieces = self.pieces
 
         def piece(lo, hi):
             m = None if self.mask is None else self.mask[lo:hi]
-            grads = _attention_backward(xp, g[lo:hi], self.qs[lo:hi], self.k[lo:hi],
-                                        self.v[lo:hi], self.causal, self.scale, m,
-                                        pieces[lo, hi])
-            for i, gi in enumerate(grads):
-                grad[lo:hi, :, i] = gi.transpose(0, 2, 1, 3)   # (b, nh, T, hs) -> (b, T, nh, hs)
+            for i, gi in enumerate(_attention_backward(
+                    xp, g[lo:hi], self.qs[lo:hi], self.k[lo:hi], self.v[lo:hi], self.causal,
+                    self.scale, m, pieces[lo, hi])):
+                grads[i, lo:hi] = gi
         tasks = [lambda lo=lo, hi=hi: piece(lo, hi) for lo, hi in pieces]
         blas_tasks(tasks, 8 * self.qs.size * T, xp)
-        return grad.reshape(B, T, 3 * nh * hs)
+        grads = grads.reshape(3, B, nh, T, hs)
+        return grads.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs)   # (B, T, 3, nh, hs)

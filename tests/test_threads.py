@@ -190,3 +190,15 @@ def test_a_piece_that_splits_again_runs_its_parts_itself():
     y, (dqkv,) = result[0]
     np.testing.assert_allclose(y, y_ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dqkv, dqkv_ref, rtol=1e-9, atol=1e-11)
+
+
+def test_linear_with_fewer_rows_than_outputs_splits_its_outputs(pieces):
+    """(A generation step's shapes: few rows, wide layers.) The pieces are column blocks."""
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((2, 3)), rng.standard_normal((7, 3)), rng.standard_normal(7)
+    g = rng.standard_normal((2, 7))
+    y, (gx, gw, gb) = grads_of(F.linear, [x, w, b], g)
+    np.testing.assert_allclose(y, x @ w.T + b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, g @ w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, g.T @ x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gb, g.sum(0), rtol=1e-12, atol=1e-12)
