@@ -366,36 +366,32 @@ class _OneBlasThread:
                     c.set_num_threads(n)
 
 
-def _blas_held(xp) -> bool:
-    return xp is np and NUM_THREADS >= 2 and bool(_blas_libraries())
+def _blas_parallel(n_tasks: int, flops: float, xp) -> bool:
+    return (n_tasks >= 2 and xp is np and NUM_THREADS >= 2 and flops >= PARALLEL_MIN_FLOPS
+            and bool(_blas_libraries()))
 
 
 def blas_tasks(tasks, flops: float, xp=np) -> None:
-    """Run ``tasks`` (zero-argument callables that call BLAS, ``flops`` of work in all) on
-    minigrad's threads with BLAS at one thread each: at once when they are several and the
-    work repays the threads, else one after another on this thread. (BLAS stays at one
-    thread either way: its own workers, once woken, would spin on the cores our next pieces
-    need.) Without a CPU pool or a BLAS threadpoolctl can hold, they just run in turn."""
-    if not _blas_held(xp):
+    """Run ``tasks`` (zero-argument callables that call BLAS, ``flops`` of work in all) at
+    once on minigrad's threads with BLAS at one thread each, when they are several, the work
+    repays the threads and BLAS's threads can be held; else one after another on this
+    thread, BLAS threading as it likes (a generation step's small products)."""
+    if not _blas_parallel(len(tasks), flops, xp):
         for t in tasks:
             t()
         return
     with _OneBlasThread():
-        if len(tasks) >= 2 and flops >= PARALLEL_MIN_FLOPS:
-            run_parallel(tasks)
-        else:
-            for t in tasks:
-                t()
+        run_parallel(tasks)
 
 
 def blas_rows(fn, n: int, flops: float, xp=np) -> None:
-    """fn(lo, hi) over [0, n) in one piece per core, as blas_tasks runs tasks; fn(0, n)
-    when the work is too small to split."""
+    """fn(lo, hi) over [0, n): one piece per core at once as in blas_tasks, or fn(0, n)."""
     count = min(NUM_THREADS, n)
-    if count >= 2 and flops < PARALLEL_MIN_FLOPS:
-        count = 1
-    blas_tasks([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in _pieces(n, max(count, 1))],
-               flops, xp)
+    if not _blas_parallel(count, flops, xp):
+        fn(0, n)
+        return
+    with _OneBlasThread():
+        run_parallel([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in _pieces(n, count)])
 
 
 # ----------------------------------------------------------------------------- compiled loops
