@@ -261,8 +261,10 @@ _in_piece = threading.local()   # .on: this thread is running a piece (no nested
 
 
 def run_parallel(tasks) -> None:
-    """Run the zero-argument callables in ``tasks`` at once, the first on this thread and
-    the others on minigrad's pool; returns when all are done (re-raising the first error).
+    """Run the zero-argument callables in ``tasks`` on this thread and minigrad's pool at
+    once; returns when all are done (re-raising the first error). Each thread takes the next
+    task not yet taken, so when a pool thread wakes late (its core busy elsewhere), this
+    thread goes on with the rest instead of waiting for it.
     Inside a piece (an op split again by the op it calls) they run one after another: the
     cores are busy already, and the pool's threads may all be waiting on this one."""
     global _pool
@@ -273,16 +275,18 @@ def run_parallel(tasks) -> None:
     if _pool is None:
         from concurrent.futures import ThreadPoolExecutor
         _pool = ThreadPoolExecutor(max(1, NUM_THREADS - 1), thread_name_prefix="minigrad")
+    queue = iter(tasks)          # shared: next() on it is atomic under the GIL
 
-    def piece(task):
+    def take_tasks():
         _in_piece.on = True
         try:
-            task()
+            for task in queue:
+                task()
         finally:
             _in_piece.on = False
-    futures = [_pool.submit(piece, t) for t in tasks[1:]]
+    futures = [_pool.submit(take_tasks) for _ in range(min(NUM_THREADS, len(tasks)) - 1)]
     try:
-        piece(tasks[0])
+        take_tasks()
     finally:
         for f in futures:
             f.result()

@@ -202,3 +202,20 @@ def test_linear_with_fewer_rows_than_outputs_splits_its_outputs(pieces):
     np.testing.assert_allclose(gx, g @ w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gw, g.T @ x, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gb, g.sum(0), rtol=1e-12, atol=1e-12)
+
+
+def test_pieces_not_yet_taken_are_run_by_whichever_thread_is_free():
+    """The calling thread does not wait for a late pool thread: it takes the next piece."""
+    import time
+    with in_pieces(2):
+        backend.run_parallel([lambda: None, lambda: None])      # the pool exists
+        release = threading.Event()
+        backend._pool.submit(release.wait, 10)                  # its thread is busy elsewhere
+        threads = []
+        timer = threading.Timer(0.5, release.set)
+        timer.start()
+        start = time.perf_counter()
+        backend.run_parallel([lambda: threads.append(threading.current_thread())] * 4)
+        release.set()
+    assert threads == [threading.current_thread()] * 4
+    assert time.perf_counter() - start < 5
