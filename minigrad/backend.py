@@ -292,10 +292,10 @@ def run_parallel(tasks) -> None:
             f.result()
 
 
-def _pieces(n: int, count: int):
-    """[(lo, hi)] cutting range(n) into ``count`` near-equal contiguous pieces."""
+def _piece_tasks(fn, n: int, count: int):
+    """Tasks calling fn(lo, hi) on ``count`` near-equal contiguous pieces of range(n)."""
     bounds = [n * i // count for i in range(count + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+    return [lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def split_rows(fn, n: int, size: int, xp=np) -> None:
@@ -306,7 +306,7 @@ def split_rows(fn, n: int, size: int, xp=np) -> None:
     if xp is not np or count < 2 or size < PARALLEL_MIN_SIZE:
         fn(0, n)
         return
-    run_parallel([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in _pieces(n, count)])
+    run_parallel(_piece_tasks(fn, n, count))
 
 
 BLOCK_SIZE = 1 << 17   # elements per call of a kernel: its temporaries stay in the L2 cache
@@ -395,7 +395,7 @@ def blas_rows(fn, n: int, flops: float, xp=np) -> None:
         fn(0, n)
         return
     with _OneBlasThread():
-        run_parallel([lambda lo=lo, hi=hi: fn(lo, hi) for lo, hi in _pieces(n, count)])
+        run_parallel(_piece_tasks(fn, n, count))
 
 
 # ----------------------------------------------------------------------------- compiled loops

@@ -478,7 +478,8 @@ class MultiHeadAttention(Function):
         self.scale = 1.0 / math.sqrt(hs)
         q *= self.scale                                # our own copy: scale it in place
         y = xp.empty_like(q)                           # (B nh, T, hs)
-        mask = None if dropout_mask is None else dropout_mask.reshape((B * n_head,) + dropout_mask.shape[-2:])
+        mask = (None if dropout_mask is None
+                else dropout_mask.reshape((B * n_head,) + dropout_mask.shape[-2:]))
         self.pieces = {}                               # (lo, hi) of the heads -> saved weights
 
         def piece(lo, hi):

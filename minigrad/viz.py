@@ -18,9 +18,9 @@ from .tensor import Tensor
 
 
 def _label(t: Tensor, names: dict) -> str:
-    real = t._real() if t._real is not None else t    # the graph keeps stand-ins of non-leaves
-    name = (names.get(id(t)) or t.name or (real is not None and (names.get(id(real)) or real.name))
-            or ("leaf" if t.is_leaf else ""))
+    real = t._real() if t._real is not None else None   # the graph keeps stand-ins of
+    real = t if real is None else real                   # non-leaves: name the tensor itself
+    name = names.get(id(real)) or real.name or ("leaf" if t.is_leaf else "")
     parts = [p for p in (name, f"{t.shape}", str(t.dtype)) if p]
     if t.grad is not None:
         parts.append(f"|grad| {float(np.linalg.norm(t.grad.numpy().astype(np.float64))):.4g}")
