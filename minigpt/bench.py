@@ -327,7 +327,7 @@ def ddp_probe(name: str, steps: int, batch: int | None = None,
             "sync_ms": round(float(np.median(sync_s) * 1000), 2),
             "tokens_per_s": round(tokens / ms * 1000, 1), "reduction": ddp.reduction,
             "cores_used": round(sum(cores_used), 2),
-            "grad_mb": round(sum(p.data.nbytes for p in plist) / 2 ** 20, 2)}
+            "grad_mb": round(sum(p.array.nbytes for p in plist) / 2 ** 20, 2)}
 
 
 def time_ddp(name: str = "tiny", steps: int = 20, rounds: int = 3) -> dict:

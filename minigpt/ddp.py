@@ -232,7 +232,7 @@ class GradBuckets:
     def __init__(self, params, bucket_bytes: float):
         self.buckets: list[GradBuckets.Bucket] = []
         pending, size, dtype = [], 0, None
-        xp = backend.get_array_module(params[0].data) if params else np
+        xp = backend.get_array_module(params[0].array) if params else np
 
         def close():
             if pending:
@@ -240,7 +240,7 @@ class GradBuckets:
                 self.buckets.append(GradBuckets.Bucket(flat, list(pending)))
 
         for i, p in enumerate(params):
-            n, dt = int(p.data.size), p.data.dtype
+            n, dt = int(p.array.size), p.array.dtype
             if pending and (dt != dtype or (size + n) * dt.itemsize > bucket_bytes):
                 close()
                 pending, size = [], 0
@@ -260,7 +260,7 @@ class GradBuckets:
             if g is None:
                 bucket.flat[off:off + n] = 0
             else:
-                bucket.flat[off:off + n] = g.data.reshape(-1)
+                bucket.flat[off:off + n] = g.array.reshape(-1)
 
     def unpack(self, bucket, params, present) -> None:
         """Copy ``bucket.flat`` back into the gradients; a parameter that had no gradient on
@@ -270,11 +270,11 @@ class GradBuckets:
             p = params[i]
             if not present[i]:
                 continue
-            values = bucket.flat[off:off + n].reshape(p.data.shape)
+            values = bucket.flat[off:off + n].reshape(p.array.shape)
             if p.grad is None:
                 p.grad = mg.Tensor(values.copy())
             else:
-                p.grad.data[...] = values
+                p.grad.array[...] = values
 
 
 # ----------------------------------------------------------------------------- the context
@@ -379,7 +379,7 @@ class DDP:
             return
         params = list(params)
         names = names or [f"parameter #{i}" for i in range(len(params))]
-        check_parameters(self.comm, [p.data for p in params], names, step)
+        check_parameters(self.comm, [p.array for p in params], names, step)
 
     # ------------------------------------------------------------------ coordination
     def offset_rng(self) -> None:

@@ -51,10 +51,10 @@ def check_weights_fit(config, state: dict, where: str) -> None:
 
 
 def _as_numpy(v):
-    if hasattr(v, "detach"):            # a torch tensor, without importing torch
+    if hasattr(v, "array") and hasattr(v, "grad"):    # a minigrad Tensor
+        v = v.array
+    elif hasattr(v, "detach"):          # a torch tensor, without importing torch
         v = v.detach().cpu().numpy()
-    elif hasattr(v, "data") and not isinstance(v, np.ndarray):
-        v = v.data
     return backend.to_numpy(v)
 
 

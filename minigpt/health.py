@@ -59,7 +59,7 @@ def _layer_output(layer: str) -> str:
 
 def snapshot(model) -> dict:
     """{parameter name: a NumPy copy}: take it just before optimizer.step()."""
-    return {n: backend.to_numpy(p.data).astype(np.float64) for n, p in model.named_parameters()}
+    return {n: backend.to_numpy(p.array).astype(np.float64) for n, p in model.named_parameters()}
 
 
 def layer_health(model, activations=None, params_before: dict | None = None, batch=None) -> list:
@@ -85,10 +85,10 @@ def layer_health(model, activations=None, params_before: dict | None = None, bat
     for name, p in model.named_parameters():
         s = sums.setdefault(layer_of(name), {"grad": 0.0, "param": 0.0, "update": 0.0,
                                              "before": 0.0, "has_grad": False})
-        data = backend.to_numpy(p.data).astype(np.float64)
+        data = backend.to_numpy(p.array).astype(np.float64)
         s["param"] += float((data ** 2).sum())
         if p.grad is not None:
-            s["grad"] += float((backend.to_numpy(p.grad.data).astype(np.float64) ** 2).sum())
+            s["grad"] += float((backend.to_numpy(p.grad.array).astype(np.float64) ** 2).sum())
             s["has_grad"] = True
         if params_before is not None and name in params_before:
             before = params_before[name]
@@ -97,7 +97,7 @@ def layer_health(model, activations=None, params_before: dict | None = None, bat
     rows = []
     for layer, s in sums.items():
         out = acts.get(_layer_output(layer))
-        a = None if out is None else backend.to_numpy(getattr(out, "data", out))
+        a = None if out is None else backend.to_numpy(getattr(out, "array", out))
         row = {"layer": layer,
                "act_mean": None if a is None else float(a.mean()),
                "act_std": None if a is None else float(a.std()),

@@ -151,8 +151,8 @@ class CausalSelfAttention(nn.Module):
         v = v.reshape(B, T, nh, hs).transpose(1, 2)              # (B, nh, T, hs)
         if cache is not None:   # append this step's keys/values; attend over all of them
             start, end = cache.length, cache.length + T
-            cache.k[layer][:, :, start:end] = k.data
-            cache.v[layer][:, :, start:end] = v.data
+            cache.k[layer][:, :, start:end] = k.array
+            cache.v[layer][:, :, start:end] = v.array
             k = mg.Tensor._make(cache.k[layer][:, :, :end], False)   # (B, nh, Tk, hs)
             v = mg.Tensor._make(cache.v[layer][:, :, :end], False)   # (B, nh, Tk, hs)
         k, v = record("attn.k", k, layer), record("attn.v", v, layer)
@@ -251,7 +251,7 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _check_idx(self, idx):
-        data = idx.data if isinstance(idx, mg.Tensor) else idx
+        data = idx.array if isinstance(idx, mg.Tensor) else idx
         if not (hasattr(data, "dtype") and hasattr(data, "shape")):   # lists, tuples
             data = np.asarray(data)
         if data.dtype.kind not in "iu":
@@ -296,7 +296,7 @@ class GPT(nn.Module):
             logits = record("logits", self.lm_head(x))                  # (B, T, vocab)
         loss = None
         if targets is not None:
-            t = targets.data if isinstance(targets, mg.Tensor) else np.asarray(targets)
+            t = targets.array if isinstance(targets, mg.Tensor) else np.asarray(targets)
             if tuple(t.shape) != (B, T):
                 raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got "
                                  f"{tuple(t.shape)}")
@@ -329,7 +329,7 @@ class GPT(nn.Module):
                         fed = ids.shape[1]
                     else:   # the window slid past block_size: positions shift, recompute
                         logits, _ = self(ids[:, -block:])
-                    last = backend.to_numpy(logits.data[:, -1, :]).astype(np.float64)
+                    last = backend.to_numpy(logits.array[:, -1, :]).astype(np.float64)
                     nxt = sample_next(last, temperature, top_k, top_p, rng)        # (B,)
                     ids = xp.concatenate([ids, xp.asarray(nxt[:, None])], axis=1)
                     yield nxt, last

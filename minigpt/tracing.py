@@ -458,7 +458,7 @@ def _describe_target(targets, tokens, tokenizer):
 # ----------------------------------------------------------------------------- stages 4-12
 def _np(t) -> np.ndarray:
     """A NumPy copy (a recorded k/v may be a view into the KV cache)."""
-    return np.array(backend.to_numpy(t.data))
+    return np.array(backend.to_numpy(t.array))
 
 
 def _ln_stats(x):
@@ -634,7 +634,7 @@ def _backward(model, rec, loss, targets, description) -> Backward:
         grad_norms={k: _position_norms(k, g if k == "pos_emb" else g[0])
                     for k, g in grads.items()},
         param_grad_norms={names[id(p)]: float(np.linalg.norm(
-            backend.to_numpy(p.grad.data).astype(np.float64)))
+            backend.to_numpy(p.grad.array).astype(np.float64)))
             for p in model.parameters() if p.grad is not None},
         saliency=saliency, checks={})
 
@@ -650,8 +650,8 @@ def _float64_copy(model: GPT) -> GPT:
         for p, g in saved:
             p.grad = g
     for t in list(m.parameters()) + list(m.buffers()):
-        a = backend.to_numpy(t.data)
-        t.data = a.astype(np.float64) if a.dtype.kind == "f" else a
+        a = backend.to_numpy(t.array)
+        t.array = a.astype(np.float64) if a.dtype.kind == "f" else a
     return m
 
 
@@ -669,7 +669,7 @@ def _fd_checks(model, idx, targets, grads32, samples, eps=1e-5, atol=1e-9, rtol=
     rng = np.random.default_rng(seed)
 
     def loss_with(name, delta):
-        over = {name: lambda t: mg.Tensor._make(t.data + delta, False)}
+        over = {name: lambda t: mg.Tensor._make(t.array + delta, False)}
         with mg.no_grad(), Recorder(overrides=over):
             return m64(idx, targets[None])[1].item()
 
@@ -683,7 +683,7 @@ def _fd_checks(model, idx, targets, grads32, samples, eps=1e-5, atol=1e-9, rtol=
                                              replace=False) if int(e) not in picks]
         elements, err = [], 0.0
         for e in picks[:samples]:
-            delta = np.zeros_like(t.data)
+            delta = np.zeros_like(t.array)
             delta.flat[e] = eps
             numeric = (loss_with(name, delta) - loss_with(name, -delta)) / (2 * eps)
             analytic = float(g.flat[e])
@@ -715,7 +715,7 @@ def block_graph(model: GPT, tokenizer, text: str, layer: int = 0, seed: int = 0)
     try:
         with mg.no_grad(), Recorder() as rec:
             model(np.array([ids]))
-        x = mg.Tensor(rec[name_in].data, dtype=rec[name_in].dtype, requires_grad=True)
+        x = mg.Tensor(rec[name_in].array, dtype=rec[name_in].dtype, requires_grad=True)
         x.name = f"x ({name_in})"
         out = model.transformer.h[layer](x, None, layer)
         r = np.random.default_rng(seed).standard_normal(out.shape).astype(out.dtype)

@@ -42,7 +42,7 @@ class Function:
     @classmethod
     def apply(cls, *tensors, **consts):
         # (the hot path of every op: kept lean, it is most of the cost of tiny tensors)
-        arrays = [t.data for t in tensors]
+        arrays = [t.array for t in tensors]
         first = arrays[0]
         kind = type(first)
         for t, a in zip(tensors, arrays):
@@ -151,13 +151,13 @@ def backward(root, grad, retain_graph=False):
             for hook in node._hooks:
                 replaced = hook(Tensor._make(g, False))
                 if replaced is not None:
-                    g = replaced.data if isinstance(replaced, Tensor) else replaced
+                    g = replaced.array if isinstance(replaced, Tensor) else replaced
         fn = node._ctx
         if fn is None:  # a leaf: accumulate, owning the array (it may be shared)
             if node.grad is None:
                 node.grad = Tensor._make(g.copy(), False)
             else:
-                node.grad.data += g
+                node.grad.array += g
             continue
         if node._retain_grad:
             node.grad = Tensor._make(g.copy(), False)
@@ -174,10 +174,10 @@ def backward(root, grad, retain_graph=False):
         for inp, ig in zip(fn.inputs, in_grads):
             if ig is None or not inp.requires_grad:
                 continue
-            if ig.shape != inp.data.shape:
-                ig = unbroadcast(ig, inp.data.shape)
-            if ig.dtype != inp.data.dtype:
-                ig = ig.astype(inp.data.dtype)
+            if ig.shape != inp.array.shape:
+                ig = unbroadcast(ig, inp.array.shape)
+            if ig.dtype != inp.array.dtype:
+                ig = ig.astype(inp.array.dtype)
             key = id(inp)
             prev = grads.get(key)
             grads[key] = ig if prev is None else prev + ig

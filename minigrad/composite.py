@@ -22,13 +22,13 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
-    t = targets.data if isinstance(targets, Tensor) else targets
+    t = targets.array if isinstance(targets, Tensor) else targets
     n = logits.shape[-1]
     t = t.reshape(-1)
     keep = t != ignore_index
     flat = logits.reshape(-1, n).masked_fill(~keep[:, None], 0.0)  # ignored rows: no NaN
     logp = log_softmax(flat, -1)                               # (N, C)
-    xp = backend.get_array_module(logp.data)
+    xp = backend.get_array_module(logp.array)
     picked = logp[xp.arange(t.shape[0]), xp.where(keep, t, 0)]  # (N,)
     kept = Tensor._make(keep.astype(logp.dtype), False)
     return -(picked * kept).sum() / kept.sum()
@@ -68,7 +68,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, is_causal: bool = True, scale=Non
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     att = (q @ k.transpose(-2, -1)) * scale            # (..., Tq, Tk)
     if is_causal:
-        xp = backend.get_array_module(q.data)
+        xp = backend.get_array_module(q.array)
         allowed = xp.tril(xp.ones((tq, tk), dtype=bool), k=tk - tq)
         att = where(Tensor._make(allowed, False), att, float("-inf"))
     return softmax(att, -1) @ v                         # (..., Tq, hv)

@@ -15,7 +15,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A new tensor from a list, scalar, NumPy/CuPy array or Tensor (copied).
     Floats default to float32, ints to int64."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if not isinstance(data, np.ndarray) and backend.device_of(data) == "cpu":
         try:
             data = np.asarray(data)

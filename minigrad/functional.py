@@ -62,7 +62,7 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     the class dimension is always the last one. Rows whose target equals
     ``ignore_index`` are left out of the mean."""
     _float_input("cross_entropy", "logits", logits)
-    t = targets.data if isinstance(targets, Tensor) else targets
+    t = targets.array if isinstance(targets, Tensor) else targets
     if not hasattr(t, "dtype"):
         t = np.asarray(t)
     if t.dtype.kind not in "iu":
@@ -72,7 +72,7 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
         raise ShapeError(f"cross_entropy: targets of shape {tuple(t.shape)} do not match "
                          f"logits of shape {logits.shape}; expected targets of shape "
                          f"{logits.shape[:-1]} (class dimension last)")
-    if logits.data.size == 0:
+    if logits.array.size == 0:
         raise ShapeError(f"cross_entropy: logits must hold at least one row and one class, "
                          f"got shape {logits.shape} (an empty batch has no mean loss)")
     t = backend.to_device(t, logits.device)
@@ -92,12 +92,12 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
 
 def nll_loss(log_probs: Tensor, targets, ignore_index: int = -100) -> Tensor:
     """Mean of -log_probs[target]; with log_softmax this equals cross_entropy."""
-    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    t = targets.array if isinstance(targets, Tensor) else np.asarray(targets)
     n = log_probs.shape[-1]
     flat = log_probs.reshape(-1, n)
     t = t.reshape(-1)
     keep = t != ignore_index
-    xp = backend.get_array_module(flat.data)
+    xp = backend.get_array_module(flat.array)
     rows = xp.arange(flat.shape[0])[keep]
     return -flat[rows, t[keep]].mean()
 
@@ -118,7 +118,7 @@ def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float =
         raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimension "
                          f"of the input, got input shape {x.shape}")
     _float_input("layer_norm", "input", x)
-    xp = backend.get_array_module(x.data)
+    xp = backend.get_array_module(x.array)
     if weight is None:
         weight = Tensor._make(xp.ones(shape, dtype=x.dtype), False)
     if bias is None:
@@ -167,7 +167,7 @@ def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
 
 def embedding(idx, weight: Tensor) -> Tensor:
     """Rows of ``weight`` picked by integer ``idx``; repeated ids add up in backward."""
-    data = idx.data if isinstance(idx, Tensor) else idx
+    data = idx.array if isinstance(idx, Tensor) else idx
     if not hasattr(data, "dtype"):
         data = np.asarray(data)
     if data.dtype.kind not in "iu":

@@ -101,16 +101,16 @@ def gradcheck(fn, inputs, *, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0, raise_excep
         x = inputs[i]
         numeric = np.zeros(x.shape)
         for idx in np.ndindex(*x.shape):
-            orig = float(x.data[idx])
-            x.data[idx] = orig + eps
+            orig = float(x.array[idx])
+            x.array[idx] = orig + eps
             plus = objective()
-            x.data[idx] = orig - eps
+            x.array[idx] = orig - eps
             minus = objective()
-            x.data[idx] = orig
+            x.array[idx] = orig
             numeric[idx] = (plus - minus) / (2 * eps)
         err = np.abs(analytic[i] - numeric)
         excess = err - (atol + rtol * np.abs(numeric))
-        worst = np.unravel_index(int(np.argmax(excess)), x.shape) if x.data.size else ()
+        worst = np.unravel_index(int(np.argmax(excess)), x.shape) if x.array.size else ()
         worst = tuple(int(w) for w in worst)
         report = InputReport(i, x.shape, float(err.max()) if err.size else 0.0, worst,
                              float(analytic[i][worst]) if err.size else 0.0,

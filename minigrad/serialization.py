@@ -53,8 +53,8 @@ _SAVEABLE_KINDS = "biufc"
 
 # ----------------------------------------------------------------------------- save
 def _to_host_array(key, value) -> np.ndarray:
-    if hasattr(value, "data") and hasattr(value, "grad"):   # a Tensor (or Parameter)
-        value = value.data
+    if hasattr(value, "array") and hasattr(value, "grad"):   # a Tensor (or Parameter)
+        value = value.array
     if not isinstance(value, np.ndarray):
         value = backend.to_numpy(value)     # CuPy arrays are copied to the host
     if value.dtype.kind not in _SAVEABLE_KINDS or value.dtype.itemsize > 8:
@@ -293,8 +293,8 @@ def optimizer_state_to_tensors(state_dict: dict) -> tuple[dict, dict[str, str]]:
     tensors, scalars = {}, {}
     for index, state in state_dict["state"].items():
         for name, value in state.items():
-            if hasattr(value, "data") and hasattr(value, "grad"):
-                value = value.data
+            if hasattr(value, "array") and hasattr(value, "grad"):
+                value = value.array
             if hasattr(value, "shape") and hasattr(value, "dtype") and value.ndim > 0:
                 tensors[f"state.{index}.{name}"] = value
             else:
@@ -330,8 +330,8 @@ def tensors_to_optimizer_state(tensors: dict, metadata: dict[str, str]) -> dict:
                 parts[1].isascii() and parts[1].isdigit() and len(parts[1]) < 10):
             raise SerializationError(f"optimizer state: unexpected tensor name {key!r} "
                                      "(expected state.<index>.<name>)")
-        if hasattr(value, "data") and hasattr(value, "grad"):
-            value = value.data
+        if hasattr(value, "array") and hasattr(value, "grad"):
+            value = value.array
         state.setdefault(int(parts[1]), {})[parts[2]] = value
     return {"state": state, "param_groups": groups}
 

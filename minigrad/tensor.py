@@ -30,14 +30,14 @@ def as_dtype(dtype):
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
+    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
                  "_stand_in", "_real", "__weakref__")
     __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         dtype = as_dtype(dtype)
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         if device is None:
             device = backend.device_of(data) if _is_array(data) else backend.get_default_device()
         device = backend.check_device(device)
@@ -51,7 +51,7 @@ class Tensor:
         data = backend.to_device(data, device)
         if dtype is not None and data.dtype != dtype:
             data = data.astype(dtype)
-        self.data = xp.asarray(data)
+        self.array = xp.asarray(data)
         self.grad = None
         self._ctx = None
         self._hooks = None
@@ -66,7 +66,7 @@ class Tensor:
     def _make(cls, data, requires_grad):
         """Fast path for the engine: wrap an array that is already right."""
         t = object.__new__(cls)
-        t.data, t.grad, t._ctx, t._hooks = data, None, None, None
+        t.array, t.grad, t._ctx, t._hooks = data, None, None, None
         t._retain_grad, t.name, t.requires_grad = False, None, requires_grad
         t._stand_in = t._real = None
         return t
@@ -78,8 +78,8 @@ class Tensor:
         tensor, while it lives, through a weak reference, for retain_grad and its name."""
         s = self._stand_in
         if s is None:
-            xp = backend.get_array_module(self.data)
-            s = Tensor._make(xp.broadcast_to(xp.zeros((), self.data.dtype), self.data.shape),
+            xp = backend.get_array_module(self.array)
+            s = Tensor._make(xp.broadcast_to(xp.zeros((), self.array.dtype), self.array.shape),
                              self.requires_grad)
             if self._hooks is None:
                 self._hooks = []          # shared: hooks registered later reach it too
@@ -88,10 +88,21 @@ class Tensor:
         return s
 
     # ------------------------------------------------------------------ properties
-    shape = property(lambda self: tuple(self.data.shape))
-    ndim = property(lambda self: self.data.ndim)
-    dtype = property(lambda self: self.data.dtype)
-    device = property(lambda self: backend.device_of(self.data))
+    # ``array`` is the raw NumPy/CuPy array (the one name internal code uses); ``data`` is
+    # PyTorch's: a tensor sharing that storage, cut from the graph, so that
+    # ``p.data -= lr * p.grad`` and ``p.data.copy_(w)`` update the parameter in place.
+    @property
+    def data(self):
+        return Tensor._make(self.array, False)
+
+    @data.setter
+    def data(self, value):
+        self.array = value.array if isinstance(value, Tensor) else value
+
+    shape = property(lambda self: tuple(self.array.shape))
+    ndim = property(lambda self: self.array.ndim)
+    dtype = property(lambda self: self.array.dtype)
+    device = property(lambda self: backend.device_of(self.array))
     is_leaf = property(lambda self: self._ctx is None)
     grad_fn = property(lambda self: self._ctx)
     T = property(lambda self: self.permute(*reversed(range(self.ndim))))
@@ -100,15 +111,15 @@ class Tensor:
         return self.shape if dim is None else self.shape[dim]
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self):
         return self.shape[0]
 
     def requires_grad_(self, flag=True):
-        if flag and self.data.dtype.kind != "f":
+        if flag and self.array.dtype.kind != "f":
             raise DTypeError(f"requires_grad: only floating-point tensors can require "
-                             f"gradients, got dtype {self.data.dtype} (indices never carry "
+                             f"gradients, got dtype {self.array.dtype} (indices never carry "
                              "gradients)")
         self.requires_grad = bool(flag)
         return self
@@ -123,20 +134,20 @@ class Tensor:
     # ------------------------------------------------------------------ conversion
     def numpy(self) -> np.ndarray:
         """A NumPy array of the values (copied off the GPU if needed)."""
-        return backend.to_numpy(self.data)
+        return backend.to_numpy(self.array)
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ShapeError(f"item: only a tensor with one element converts to a Python "
                              f"number, got shape {self.shape}")
-        return self.data.reshape(()).item()
+        return self.array.reshape(()).item()
 
     def tolist(self):
         return self.numpy().tolist()
 
     def detach(self):
         """The same values, cut from the graph (shares memory, like torch)."""
-        return Tensor._make(self.data, False)
+        return Tensor._make(self.array, False)
 
     def to(self, device=None, dtype=None):
         """A copy on another device and/or dtype (self when nothing changes); the
@@ -157,7 +168,7 @@ class Tensor:
         if dtype == self.dtype:
             return self
         if dtype.kind != "f" or self.dtype.kind != "f":
-            return Tensor._make(self.data.astype(dtype), False)
+            return Tensor._make(self.array.astype(dtype), False)
         return _Cast.apply(self, dtype=dtype)
 
     def float(self):
@@ -181,14 +192,14 @@ class Tensor:
                              "(did you compute it under no_grad(), or from tensors without "
                              "requires_grad=True?)")
         if grad is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise GraphError(f"backward: grad can be implicitly created only for a "
                                  f"scalar output, got shape {self.shape}; pass grad= of "
                                  f"that shape")
-            grad = backend.get_array_module(self.data).ones_like(self.data)
+            grad = backend.get_array_module(self.array).ones_like(self.array)
         else:
-            grad = grad.data if isinstance(grad, Tensor) else backend.get_array_module(
-                self.data).asarray(grad, dtype=self.dtype)
+            grad = grad.array if isinstance(grad, Tensor) else backend.get_array_module(
+                self.array).asarray(grad, dtype=self.dtype)
             if tuple(grad.shape) != self.shape:
                 raise ShapeError(f"backward: grad must have the output's shape {self.shape}, "
                                  f"got {tuple(grad.shape)}")
@@ -215,7 +226,7 @@ class Tensor:
         """Turn a Python scalar / array into a constant tensor of our dtype and device."""
         if isinstance(other, Tensor):
             return other
-        xp = backend.get_array_module(self.data)
+        xp = backend.get_array_module(self.array)
         if isinstance(other, numbers.Number):
             dtype = self.dtype
             if isinstance(other, float) and dtype.kind != "f":
@@ -255,8 +266,8 @@ class Tensor:
 
     # comparisons give boolean tensors without gradients
     def _compare(self, fn, other):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor._make(fn(self.data, other), False)
+        other = other.array if isinstance(other, Tensor) else other
+        return Tensor._make(fn(self.array, other), False)
 
     def __lt__(self, o): return self._compare(lambda a, b: a < b, o)
     def __le__(self, o): return self._compare(lambda a, b: a <= b, o)
@@ -315,7 +326,7 @@ class Tensor:
 
     def masked_fill(self, mask, value):
         """Where ``mask`` is True, use ``value``; elsewhere keep self."""
-        mask = mask.data if isinstance(mask, Tensor) else mask
+        mask = mask.array if isinstance(mask, Tensor) else mask
         if mask.dtype != bool:
             raise DTypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
         _check_broadcast("masked_fill", self.shape, tuple(mask.shape))
@@ -362,7 +373,7 @@ class Tensor:
 
     def argmax(self, dim=None, keepdim=False):
         """Indices of the maxima (int64, no gradient)."""
-        out = self.data.argmax(axis=dim)
+        out = self.array.argmax(axis=dim)
         if keepdim and dim is not None:
             out = backend.get_array_module(out).expand_dims(out, dim)
         return Tensor._make(out.astype(np.int64), False)
@@ -476,20 +487,20 @@ class Tensor:
 
     def __setitem__(self, index, value):
         raise GraphError("tensors do not support item assignment (it would break the graph); "
-                         "use where()/masked_fill(), or write to .data outside autograd")
+                         "use where()/masked_fill(), or write to .data under no_grad()")
 
     # in-place helpers for initialisation and optimizers (outside autograd)
     def zero_(self):
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def fill_(self, value):
-        self.data[...] = value
+        self.array[...] = value
         return self
 
     def copy_(self, other):
-        src = other.data if isinstance(other, Tensor) else other
-        self.data[...] = backend.to_device(src, self.device)
+        src = other.array if isinstance(other, Tensor) else other
+        self.array[...] = backend.to_device(src, self.device)
         return self
 
 
@@ -552,7 +563,7 @@ def _index_arg(index):
     out = []
     for i in items:
         if isinstance(i, Tensor):
-            i = i.data
+            i = i.array
         elif isinstance(i, list):
             i = np.asarray(i)
         if not (i is None or i is Ellipsis or isinstance(i, (slice, numbers.Integral))
@@ -569,7 +580,7 @@ def _index_arg(index):
 
 def where(condition, a, b):
     """Elementwise ``a if condition else b``; gradients flow to a and b only."""
-    cond = condition.data if isinstance(condition, Tensor) else condition
+    cond = condition.array if isinstance(condition, Tensor) else condition
     ref = a if isinstance(a, Tensor) else b
     if not isinstance(ref, Tensor):
         ref = Tensor(a)

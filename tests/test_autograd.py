@@ -122,7 +122,7 @@ def test_the_graph_keeps_only_what_the_ops_saved():
     import weakref
     x = mg.tensor(np.arange(4.0), requires_grad=True)
     h = x + 1
-    dead = weakref.ref(h.data)
+    dead = weakref.ref(h.array)
     y = ((h + 1) * x).sum()                 # Mul saves x and h + 1, not h
     del h
     gc.collect()
@@ -141,7 +141,7 @@ def test_every_non_leaf_knows_its_op_and_inputs():
 def test_shared_gradient_arrays_are_not_aliased_between_leaves():
     a, b = mg.tensor([1.0], requires_grad=True), mg.tensor([1.0], requires_grad=True)
     (a + b).sum().backward()
-    a.grad.data *= 5          # what an in-place clip does
+    a.grad.array *= 5          # what an in-place clip does
     assert b.grad.item() == 1.0
 
 
@@ -256,7 +256,7 @@ def test_to_numpy_and_detach_share_values():
     x = mg.randn(2, 2, requires_grad=True)
     assert isinstance(x.numpy(), np.ndarray)
     d = x.detach()
-    assert not d.requires_grad and d.data is x.data
+    assert not d.requires_grad and d.array is x.array
     assert x.to("cpu") is x
 
 

@@ -49,7 +49,7 @@ def test_roundtrip(tmp_path):
     assert serialization.load_metadata(path)["format"] == FORMAT
     model2 = ck.build_model()
     for (n, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
-        assert np.array_equal(a.data, b.data), n
+        assert np.array_equal(a.array, b.array), n
     opt2 = AdamW(model2.parameters(), lr=1e-2)
     ck.restore(model2, opt2)
     s1, s2 = opt.state_dict(), opt2.state_dict()
@@ -105,7 +105,7 @@ def test_crash_during_save_keeps_previous(tmp_path, monkeypatch):
         raise OSError("simulated crash while writing")
 
     monkeypatch.setattr(serialization, "_write_all", crash)
-    model.transformer.wte.weight.data += 1.0
+    model.transformer.wte.weight.array += 1.0
     with pytest.raises(OSError, match="simulated crash"):
         _save(tmp_path, model, opt, step=3)
     monkeypatch.undo()

@@ -175,7 +175,7 @@ assert ddp.allreduce_calls == 3 * 2 * 3    # 3 buckets ([3] [10] [4, 1]), 2 sync
 assert ddp.mean(float(r)) == 0.5
 ddp.check_parameters(ps, step=1)
 if r == 1:
-    ps[1].data[0, 3] += 1e-6
+    ps[1].array[0, 3] += 1e-6
 try:
     ddp.check_parameters(ps, step=9, names=["a", "b", "c", "d"])
     raise SystemExit("no error")

@@ -81,7 +81,7 @@ WRITER = textwrap.dedent("""
     tok = tokenizer_to_text(CharTokenizer.train("abcdefghijklmnopqrstuvwxyz .,;:!?\\n'-ABCD"))
     for step in range(first, first + 1000):
         for p in model.parameters():    # every weight holds the step: a mixed file shows
-            p.data[...] = step
+            p.array[...] = step
         save_checkpoint(path, model, opt, step=step, train_config={}, tokenizer_text=tok,
                         extra={"marker": step})
         print(step, flush=True)

@@ -59,7 +59,7 @@ def test_named_parameters_use_dotted_paths_and_tied_weights_appear_once():
     sd = m.state_dict()
     assert "lm_head.weight" in sd and "wte.weight" in sd          # torch lists both names
     assert "mask" in sd and "scratch" not in sd                    # persistent buffers only
-    assert m.num_parameters() == sum(p.data.size for p in m.parameters())
+    assert m.num_parameters() == sum(p.array.size for p in m.parameters())
     assert m.num_parameters() == 11 * 4 + 2 * (4 + 4 + 4 * 12 + 12 + 16 + 4) + 4 + 4
     assert isinstance(m.h[1].attn, Attn) and m.get_submodule("h.1.attn") is m.h[1].attn
     assert [n for n, _ in m.named_modules()][:4] == ["", "wte", "h", "h.0"]
@@ -99,7 +99,7 @@ def test_parameter_is_a_tensor_that_requires_grad():
     assert isinstance(p, mg.Tensor) and p.requires_grad and p.dtype == np.float64
     t = mg.zeros(2)
     q = nn.Parameter(t)
-    assert q.data is t.data                       # shares memory, like torch
+    assert q.array is t.array                       # shares memory, like torch
     assert repr(q).startswith("Parameter containing:")
     assert not nn.Parameter(np.zeros(2), requires_grad=False).requires_grad
     with pytest.raises(DTypeError):
@@ -111,9 +111,9 @@ def test_train_eval_and_dropout():
     assert m.training and m[1].training
     assert m.eval() is m and not m[1].training
     x = mg.randn(4, 3)
-    np.testing.assert_array_equal(m[1](x).data, x.data)         # identity in eval
+    np.testing.assert_array_equal(m[1](x).array, x.array)         # identity in eval
     m.train()
-    y = m[1](mg.ones(1000)).data
+    y = m[1](mg.ones(1000)).array
     assert set(np.unique(y)) <= {0.0, 2.0} and 0.4 < (y == 0).mean() < 0.6
     with pytest.raises(ValueError, match="between 0 and 1"):
         nn.Dropout(1.5)
@@ -124,7 +124,7 @@ def test_zero_grad():
     F.linear(mg.ones(1, 2), m.weight, m.bias).sum().backward()
     assert m.weight.grad is not None
     m.zero_grad(set_to_none=False)
-    np.testing.assert_array_equal(m.weight.grad.data, 0)
+    np.testing.assert_array_equal(m.weight.grad.array, 0)
     m.zero_grad()
     assert m.weight.grad is None and m.bias.grad is None
 
@@ -139,22 +139,22 @@ def test_state_dict_round_trip_copies_in_place():
     assert b.h[0].attn.c_attn.weight is weight                  # same Parameter, new values
     for (na, pa), (nb, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert na == nb
-        np.testing.assert_array_equal(pa.data, pb.data)
+        np.testing.assert_array_equal(pa.array, pb.array)
     # values share memory with the parameters (as in torch)
     sd = a.state_dict()
-    assert sd["ln_f.weight"].data is a.ln_f.weight.data and not sd["ln_f.weight"].requires_grad
+    assert sd["ln_f.weight"].array is a.ln_f.weight.array and not sd["ln_f.weight"].requires_grad
 
 
 def test_load_state_dict_errors_name_keys_and_shapes():
     m = nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2))
     sd = dict(m.state_dict())
-    before = m[0].weight.data.copy()
+    before = m[0].weight.array.copy()
     bad = {**sd, "0.weight": np.ones((3, 2), np.float32)}
     with pytest.raises(nn.StateDictError,
                        match=r"size mismatch for 0\.weight: copying a param with shape \(3, 2\) "
                              r"from checkpoint, the shape in current model is \(2, 3\)"):
         m.load_state_dict(bad)
-    np.testing.assert_array_equal(m[0].weight.data, before)     # nothing copied
+    np.testing.assert_array_equal(m[0].weight.array, before)     # nothing copied
     missing = {k: v for k, v in sd.items() if k != "1.bias"}
     with pytest.raises(nn.StateDictError, match=r'Missing key\(s\) in state_dict: "1\.bias"'):
         m.load_state_dict(missing)
@@ -174,7 +174,7 @@ def test_load_state_dict_rejects_any_wrong_shape(shape, wrong):
     m.w = nn.Parameter(np.zeros(shape))
     if tuple(shape) == tuple(wrong):
         m.load_state_dict({"w": np.ones(wrong)})
-        assert (m.w.data == 1).all()
+        assert (m.w.array == 1).all()
     else:
         with pytest.raises(nn.StateDictError, match=rf"w: .*{tuple(wrong)}.*{tuple(shape)}"):
             m.load_state_dict({"w": np.ones(wrong)})
@@ -183,7 +183,7 @@ def test_load_state_dict_rejects_any_wrong_shape(shape, wrong):
 def test_load_state_dict_casts_dtype_and_accepts_tensors():
     m = nn.Linear(2, 2)
     m.load_state_dict({"weight": T(np.eye(2)), "bias": np.array([1, 2])})
-    assert m.weight.dtype == np.float32 and m.bias.data.tolist() == [1.0, 2.0]
+    assert m.weight.dtype == np.float32 and m.bias.array.tolist() == [1.0, 2.0]
 
 
 # ----------------------------------------------------------------------------- repr
@@ -210,9 +210,9 @@ def test_same_seed_gives_identical_model_bits():
     a, b, c = build(3), build(3), build(4)
     for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(),
                                   c.state_dict().values()):
-        assert pa.data.tobytes() == pb.data.tobytes(), name
+        assert pa.array.tobytes() == pb.array.tobytes(), name
         if "ln" not in name and name != "mask":
-            assert pa.data.tobytes() != pc.data.tobytes(), name
+            assert pa.array.tobytes() != pc.array.tobytes(), name
 
 
 def test_linear_init_shapes_and_forward():
@@ -221,11 +221,11 @@ def test_linear_init_shapes_and_forward():
     assert lin.weight.shape == (30, 400) and lin.bias.shape == (30,)
     assert lin.weight.dtype == np.float64
     bound = 1 / np.sqrt(400)
-    w = lin.weight.data
+    w = lin.weight.array
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
     assert abs(w.mean()) < 0.01 * bound * 10
     x = T(np.random.default_rng(0).standard_normal((5, 400)))
-    np.testing.assert_allclose(lin(x).data, x.data @ w.T + lin.bias.data, rtol=1e-12)
+    np.testing.assert_allclose(lin(x).array, x.array @ w.T + lin.bias.array, rtol=1e-12)
     assert nn.Linear(3, 2, bias=False).bias is None
     assert [n for n, _ in nn.Linear(3, 2, bias=False).named_parameters()] == ["weight"]
 
@@ -233,21 +233,21 @@ def test_linear_init_shapes_and_forward():
 def test_embedding_layernorm_and_activations():
     mg.manual_seed(0)
     emb = nn.Embedding(1000, 64)
-    w = emb.weight.data
+    w = emb.weight.array
     assert emb.weight.shape == (1000, 64) and abs(w.mean()) < 0.02 and abs(w.std() - 1) < 0.02
     idx = np.array([[1, 5], [5, 999]])
-    np.testing.assert_array_equal(emb(idx).data, w[idx])
+    np.testing.assert_array_equal(emb(idx).array, w[idx])
     ln = nn.LayerNorm(64)
-    assert ln.eps == 1e-5 and (ln.weight.data == 1).all() and (ln.bias.data == 0).all()
-    y = ln(emb(idx)).data
+    assert ln.eps == 1e-5 and (ln.weight.array == 1).all() and (ln.bias.array == 0).all()
+    y = ln(emb(idx)).array
     np.testing.assert_allclose(y.mean(-1), 0, atol=1e-5)
     assert nn.LayerNorm(4, elementwise_affine=False).weight is None
     assert nn.LayerNorm(4, bias=False).bias is None
     x = T(np.linspace(-3, 3, 7))
-    np.testing.assert_allclose(nn.ReLU()(x).data, np.maximum(x.data, 0))
-    np.testing.assert_allclose(nn.Tanh()(x).data, np.tanh(x.data), rtol=1e-12)
+    np.testing.assert_allclose(nn.ReLU()(x).array, np.maximum(x.array, 0))
+    np.testing.assert_allclose(nn.Tanh()(x).array, np.tanh(x.array), rtol=1e-12)
     assert nn.Identity(1, k=2)(x) is x
-    np.testing.assert_allclose(nn.GELU()(x).data, F.gelu(x).data)
+    np.testing.assert_allclose(nn.GELU()(x).array, F.gelu(x).array)
 
 
 def test_layers_match_torch():
@@ -260,25 +260,25 @@ def test_layers_match_torch():
     theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
     assert list(theirs.state_dict()) == list(ours.state_dict())
     x = np.random.default_rng(0).standard_normal((4, 5))
-    np.testing.assert_allclose(ours(T(x)).data, theirs(torch.from_numpy(x)).detach().numpy(),
+    np.testing.assert_allclose(ours(T(x)).array, theirs(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
 
 
 def test_init_functions_modify_in_place():
     t = mg.zeros(3, 4)
-    array = t.data
-    assert nn.init.constant_(t, 2.5) is t and (t.data == 2.5).all() and t.data is array
+    array = t.array
+    assert nn.init.constant_(t, 2.5) is t and (t.array == 2.5).all() and t.array is array
     nn.init.ones_(t)
-    assert (t.data == 1).all()
+    assert (t.array == 1).all()
     nn.init.zeros_(t)
-    assert (t.data == 0).all()
+    assert (t.array == 0).all()
     nn.init.uniform_(t, -2, -1)
-    assert t.data is array and (t.data >= -2).all() and (t.data < -1).all()
+    assert t.array is array and (t.array >= -2).all() and (t.array < -1).all()
     big = mg.zeros(200, 300)
     nn.init.normal_(big, mean=3.0, std=0.02)
-    assert abs(big.data.mean() - 3) < 1e-3 and abs(big.data.std() - 0.02) < 1e-3
+    assert abs(big.array.mean() - 3) < 1e-3 and abs(big.array.std() - 0.02) < 1e-3
     nn.init.xavier_uniform_(big)
-    assert np.abs(big.data).max() <= np.sqrt(6 / 500)
+    assert np.abs(big.array).max() <= np.sqrt(6 / 500)
     with pytest.raises(ValueError, match="fewer than 2 dimensions"):
         nn.init.xavier_normal_(mg.zeros(3))
 
@@ -298,7 +298,7 @@ def test_containers():
     seq = nn.Sequential(*layers)
     assert len(seq[:2]) == 2 and seq[1] is layers[1]
     x = mg.ones(1, 2)
-    np.testing.assert_allclose(seq(x).data, layers[2](layers[1](layers[0](x))).data)
+    np.testing.assert_allclose(seq(x).array, layers[2](layers[1](layers[0](x))).array)
     md = nn.ModuleDict({"a": layers[0]})
     md["b"] = layers[1]
     assert list(md) == ["a", "b"] and "b" in md and md["a"] is layers[0]
@@ -313,7 +313,7 @@ def test_apply_and_requires_grad_():
             nn.init.zeros_(mod.weight)
 
     m.apply(init)
-    assert (m.h[0].attn.c_attn.weight.data == 0).all()
+    assert (m.h[0].attn.c_attn.weight.array == 0).all()
     m.requires_grad_(False)
     assert not any(p.requires_grad for p in m.parameters())
     assert m.num_parameters(only_trainable=True) == 0
@@ -343,7 +343,7 @@ def test_mlp_learns_xor_to_full_accuracy():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert (model(mg.tensor(x)).data.argmax(-1) == y).all()
+    assert (model(mg.tensor(x)).array.argmax(-1) == y).all()
     assert loss.item() < 0.05
 
 
@@ -370,7 +370,7 @@ def test_mlp_learns_two_moons_with_groups_clipping_and_schedule():
         optim.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-    assert (model(xt).data.argmax(-1) == y).mean() == 1.0
+    assert (model(xt).array.argmax(-1) == y).mean() == 1.0
 
 
 # ----------------------------------------------------------------------------- devices

@@ -212,7 +212,7 @@ def test_detect_anomaly_stops_training_at_an_injected_nan(tmp_path):
 
     def poison(trainer):
         if trainer.step == 2:
-            trainer.model.transformer.h[1].mlp.c_fc.weight.data[0, 0] = np.nan
+            trainer.model.transformer.h[1].mlp.c_fc.weight.array[0, 0] = np.nan
 
     train(TrainConfig(**kw), callbacks={"on_step_end": poison})
     loss = [float(r["loss"]) for r in read_log(tmp_path / "out" / "log.csv")]

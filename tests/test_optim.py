@@ -29,7 +29,7 @@ def run(opt_cls, params, steps, **kw):
     opt = opt_cls(params, **kw)
     for _ in range(steps):
         for p in params:
-            p.grad = T(grad_fn(p.data))
+            p.grad = T(grad_fn(p.array))
         opt.step()
     return opt
 
@@ -40,7 +40,7 @@ def run(opt_cls, params, steps, **kw):
     (0.9, 0.3, 0.05, False), (0.8, 0.0, 0.1, True)])
 def test_sgd_matches_closed_form(momentum, dampening, wd, nesterov):
     params = make_params()
-    expected = [p.data.copy() for p in params]
+    expected = [p.array.copy() for p in params]
     bufs = [None] * len(params)
     lr = 0.05
     for _ in range(5):
@@ -53,7 +53,7 @@ def test_sgd_matches_closed_form(momentum, dampening, wd, nesterov):
     run(optim.SGD, params, 5, lr=lr, momentum=momentum, dampening=dampening,
         weight_decay=wd, nesterov=nesterov)
     for p, e in zip(params, expected):
-        np.testing.assert_allclose(p.data, e, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(p.array, e, rtol=1e-12, atol=1e-14)
 
 
 def test_sgd_first_steps_by_hand():
@@ -61,9 +61,9 @@ def test_sgd_first_steps_by_hand():
     p = nn.Parameter(np.array([1.0]))
     opt = optim.SGD([p], lr=0.1, momentum=0.5)
     for want in (0.9, 0.76):
-        p.grad = T(p.data.copy())
+        p.grad = T(p.array.copy())
         opt.step()
-        assert p.data[0] == pytest.approx(want, abs=1e-15)
+        assert p.array[0] == pytest.approx(want, abs=1e-15)
 
 
 @pytest.mark.parametrize("decoupled,wd,amsgrad", [
@@ -72,7 +72,7 @@ def test_sgd_first_steps_by_hand():
 def test_adam_and_adamw_match_closed_form(decoupled, wd, amsgrad):
     params = make_params(1)
     lr, b1, b2, eps = 0.01, 0.8, 0.95, 1e-6
-    xs = [p.data.copy() for p in params]
+    xs = [p.array.copy() for p in params]
     m = [np.zeros_like(x) for x in xs]
     v = [np.zeros_like(x) for x in xs]
     vmax = [np.zeros_like(x) for x in xs]
@@ -92,7 +92,7 @@ def test_adam_and_adamw_match_closed_form(decoupled, wd, amsgrad):
     cls = optim.AdamW if decoupled else optim.Adam
     opt = run(cls, params, 6, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, amsgrad=amsgrad)
     for p, x in zip(params, xs):
-        np.testing.assert_allclose(p.data, x, rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(p.array, x, rtol=1e-10, atol=1e-13)
     st = opt.state[params[0]]
     assert st["step"] == 6
     np.testing.assert_allclose(st["exp_avg"], m[0], rtol=1e-12)
@@ -105,7 +105,7 @@ def test_adam_first_step_is_lr_times_sign():
     opt = optim.Adam([p], lr=0.1, eps=0.0)
     p.grad = T(np.array([4.0, -0.5, 1e-3]))
     opt.step()
-    np.testing.assert_allclose(p.data, [0.9, -1.9, 2.9], rtol=1e-12)
+    np.testing.assert_allclose(p.array, [0.9, -1.9, 2.9], rtol=1e-12)
 
 
 def test_defaults_match_torch():
@@ -130,17 +130,17 @@ def test_defaults_match_torch():
 def test_matches_torch_over_20_steps(name, kw):
     torch = pytest.importorskip("torch")
     params = make_params(2)
-    tparams = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    tparams = [torch.tensor(p.array.copy(), requires_grad=True) for p in params]
     ours = getattr(optim, name)(params, **kw)
     theirs = getattr(torch.optim, name)(tparams, **kw)
     for _ in range(20):
         for p, tp in zip(params, tparams):
-            p.grad = T(grad_fn(p.data))
+            p.grad = T(grad_fn(p.array))
             tp.grad = torch.from_numpy(grad_fn(tp.detach().numpy()))
         ours.step()
         theirs.step()
     for p, tp in zip(params, tparams):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(p.array, tp.detach().numpy(), rtol=1e-6, atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- groups
@@ -150,7 +150,7 @@ def test_weight_decay_groups_decay_matrices_not_biases_or_norms():
     groups = optim.weight_decay_groups(model.named_parameters(), 0.5)
     assert [p.shape for p in groups[0]["params"]] == [(4, 3), (2, 4)]
     assert [p.shape for p in groups[1]["params"]] == [(4,), (4,), (4,), (2,)]
-    before = [p.data.copy() for p in model.parameters()]
+    before = [p.array.copy() for p in model.parameters()]
     opt = optim.AdamW(groups, lr=0.1)
     for p in model.parameters():
         p.grad = mg.zeros_like(p)          # zero gradient: only the decay moves parameters
@@ -158,7 +158,7 @@ def test_weight_decay_groups_decay_matrices_not_biases_or_norms():
     decayed = {id(p) for p in groups[0]["params"]}
     for p, b in zip(model.parameters(), before):
         want = b * (1 - 0.1 * 0.5) if id(p) in decayed else b
-        np.testing.assert_allclose(p.data, want, rtol=1e-6)
+        np.testing.assert_allclose(p.array, want, rtol=1e-6)
 
 
 def test_param_groups_override_defaults_and_add_param_group():
@@ -170,10 +170,10 @@ def test_param_groups_override_defaults_and_add_param_group():
     assert opt.param_groups[2]["params"] == [c]
     for p in (a, b, c):
         p.grad = mg.ones_like(p)
-    before = [p.data.copy() for p in (a, b, c)]
+    before = [p.array.copy() for p in (a, b, c)]
     opt.step()
     for p, x, lr in zip((a, b, c), before, (0.1, 1.0, 2.0)):
-        np.testing.assert_allclose(p.data, x - lr)
+        np.testing.assert_allclose(p.array, x - lr)
     with pytest.raises(ValueError, match="more than one parameter group"):
         opt.add_param_group({"params": [a]})
     with pytest.raises(ValueError, match="empty parameter list"):
@@ -197,12 +197,12 @@ def test_zero_grad_and_params_without_grad_are_skipped():
     a, b = make_params(4, ((2,), (2,)))
     opt = optim.Adam([a, b], lr=0.1)
     a.grad = mg.ones_like(a)
-    before_b = b.data.copy()
+    before_b = b.array.copy()
     opt.step()
-    np.testing.assert_array_equal(b.data, before_b)
+    np.testing.assert_array_equal(b.array, before_b)
     assert b not in opt.state
     opt.zero_grad(set_to_none=False)
-    np.testing.assert_array_equal(a.grad.data, 0)
+    np.testing.assert_array_equal(a.grad.array, 0)
     opt.zero_grad()
     assert a.grad is None
 
@@ -218,7 +218,7 @@ def test_closure_is_called_and_its_loss_returned():
         return loss
 
     assert opt.step(closure).item() == 4.0
-    assert p.data[0] == pytest.approx(1.0)   # 2 - 0.25 * 4
+    assert p.array[0] == pytest.approx(1.0)   # 2 - 0.25 * 4
 
 
 # ----------------------------------------------------------------------------- state dict
@@ -226,29 +226,29 @@ def test_closure_is_called_and_its_loss_returned():
                                     (optim.SGD, dict(lr=0.01, momentum=0.9))])
 def test_state_dict_resume_is_identical_to_uninterrupted(cls, kw):
     a = make_params(5)
-    b = [nn.Parameter(p.data.copy()) for p in a]
+    b = [nn.Parameter(p.array.copy()) for p in a]
     opt_a = run(cls, a, 3, **kw)
     sd = opt_a.state_dict()
     assert sorted(sd["state"]) == [0, 1, 2]
     opt_b = cls(b, lr=123.0)               # hyperparameters come from the state dict
     for p, q in zip(a, b):
-        q.data[...] = p.data
+        q.array[...] = p.array
     opt_b.load_state_dict(sd)
     assert opt_b.param_groups[0]["lr"] == kw["lr"]
     for opt, ps in ((opt_a, a), (opt_b, b)):
         for _ in range(3):
             for p in ps:
-                p.grad = T(grad_fn(p.data))
+                p.grad = T(grad_fn(p.array))
             opt.step()
     for p, q in zip(a, b):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p.array, q.array)
 
 
 def test_load_state_dict_copies_and_casts_and_rejects_mismatches():
     a = make_params(6)
     opt = run(optim.Adam, a, 2, lr=0.1)
     sd = opt.state_dict()
-    f32 = [nn.Parameter(p.data.astype(np.float32)) for p in a]
+    f32 = [nn.Parameter(p.array.astype(np.float32)) for p in a]
     opt32 = optim.Adam(f32, lr=0.1)
     opt32.load_state_dict(sd)
     st = opt32.state[f32[0]]
@@ -270,14 +270,14 @@ def test_clip_grad_norm_value_and_effect():
     b.grad = T(np.array([[0.0, 4.0], [0.0, 0.0]]))      # total norm 5
     total = optim.clip_grad_norm_([a, b, c], max_norm=1.0)
     assert isinstance(total, float) and total == pytest.approx(5.0)
-    np.testing.assert_allclose(a.grad.data, [3 / (5 + 1e-6), 0, 0])
-    new = math.sqrt((a.grad.data ** 2).sum() + (b.grad.data ** 2).sum())
+    np.testing.assert_allclose(a.grad.array, [3 / (5 + 1e-6), 0, 0])
+    new = math.sqrt((a.grad.array ** 2).sum() + (b.grad.array ** 2).sum())
     assert new == pytest.approx(1.0, rel=1e-6)
     # below the limit: untouched; nn.utils exposes the same function
     assert nn.utils.clip_grad_norm_ is optim.clip_grad_norm_
-    g = a.grad.data.copy()
+    g = a.grad.array.copy()
     assert nn.utils.clip_grad_norm_(a, max_norm=10.0) == pytest.approx(0.6, rel=1e-6)
-    np.testing.assert_array_equal(a.grad.data, g)
+    np.testing.assert_array_equal(a.grad.array, g)
     assert optim.clip_grad_norm_([c], 1.0) == 0.0          # no gradients at all
 
 
@@ -285,7 +285,7 @@ def test_clip_grad_norm_inf_and_nonfinite():
     a = nn.Parameter(np.zeros(3))
     a.grad = T(np.array([1.0, -7.0, 2.0]))
     assert optim.clip_grad_norm_([a], 3.5, norm_type=float("inf")) == 7.0
-    np.testing.assert_allclose(a.grad.data, np.array([1.0, -7.0, 2.0]) * 3.5 / (7 + 1e-6))
+    np.testing.assert_allclose(a.grad.array, np.array([1.0, -7.0, 2.0]) * 3.5 / (7 + 1e-6))
     a.grad = T(np.array([np.inf, 1.0]))
     with pytest.raises(RuntimeError, match="inf"):
         optim.clip_grad_norm_([a], 1.0, error_if_nonfinite=True)
@@ -294,16 +294,16 @@ def test_clip_grad_norm_inf_and_nonfinite():
 def test_clip_grad_norm_matches_torch():
     torch = pytest.importorskip("torch")
     params = make_params(8)
-    tparams = [torch.tensor(p.data) for p in params]
+    tparams = [torch.tensor(p.array) for p in params]
     for p, tp in zip(params, tparams):
-        p.grad = T(grad_fn(p.data) * 3)
-        tp.grad = torch.from_numpy(grad_fn(p.data) * 3)
+        p.grad = T(grad_fn(p.array) * 3)
+        tp.grad = torch.from_numpy(grad_fn(p.array) * 3)
     for norm_type in (2.0, 1.0, 3.0):
         ours = optim.clip_grad_norm_(params, 0.5, norm_type)
         theirs = torch.nn.utils.clip_grad_norm_(tparams, 0.5, norm_type)
         assert ours == pytest.approx(theirs.item(), rel=1e-12)
         for p, tp in zip(params, tparams):
-            np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-12)
+            np.testing.assert_allclose(p.grad.array, tp.grad.numpy(), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- schedules

@@ -35,8 +35,8 @@ def test_round_trip_is_exact_for_any_shape_and_dtype(tmp_path, tensors, metadata
     for key, arr in tensors.items():
         got = loaded[key]
         assert isinstance(got, mg.Tensor) and got.dtype == arr.dtype and got.shape == arr.shape
-        assert got.data.tobytes() == arr.tobytes()           # bit for bit (NaNs included)
-        assert got.data.flags.writeable
+        assert got.array.tobytes() == arr.tobytes()           # bit for bit (NaNs included)
+        assert got.array.flags.writeable
     assert serialization.load_metadata(path) == metadata
 
 
@@ -64,7 +64,7 @@ def test_model_and_optimizer_state_round_trip_exactly(tmp_path, sizes, dtype, op
     loaded = serialization.load(tmp_path / "m.safetensors")
     for key, t in model.state_dict().items():
         assert loaded[key].dtype == t.dtype
-        np.testing.assert_array_equal(loaded[key].data, t.data)
+        np.testing.assert_array_equal(loaded[key].array, t.array)
     assert json.loads(serialization.load_metadata(tmp_path / "m.safetensors")["config"]) == \
         {"dims": dims}
     sd = serialization.load_optimizer_state(tmp_path / "o.safetensors")
@@ -108,7 +108,7 @@ def test_resume_from_files_continues_like_an_uninterrupted_run(tmp_path):
     opt_b.load_state_dict(serialization.load_optimizer_state(tmp_path / "opt.safetensors"))
     train(model_b, opt_b, 3)
     for (k, a), b in zip(model.state_dict().items(), model_b.state_dict().values()):
-        np.testing.assert_array_equal(a.data, b.data, err_msg=k)
+        np.testing.assert_array_equal(a.array, b.array, err_msg=k)
 
 
 def test_save_accepts_tensors_views_big_endian_and_tied_weights(tmp_path):
@@ -117,9 +117,9 @@ def test_save_accepts_tensors_views_big_endian_and_tied_weights(tmp_path):
                "tensor": mg.tensor(base, dtype="float64"), "param": nn.Parameter(base)}
     serialization.save(tensors, tmp_path / "x.safetensors")
     out = serialization.load(tmp_path / "x.safetensors")
-    np.testing.assert_array_equal(out["view"].data, base[:, ::2])
-    np.testing.assert_array_equal(out["T"].data, base.T)
-    np.testing.assert_array_equal(out["be"].data, base.astype(np.float32))
+    np.testing.assert_array_equal(out["view"].array, base[:, ::2])
+    np.testing.assert_array_equal(out["T"].array, base.T)
+    np.testing.assert_array_equal(out["be"].array, base.astype(np.float32))
     assert out["param"].dtype == np.float64 and not out["param"].requires_grad
     m = nn.Module()
     m.a, m.b = nn.Linear(2, 3), nn.Linear(2, 3)
@@ -128,7 +128,7 @@ def test_save_accepts_tensors_views_big_endian_and_tied_weights(tmp_path):
     m2 = nn.Module()
     m2.a, m2.b = nn.Linear(2, 3), nn.Linear(2, 3)
     m2.load_state_dict(serialization.load(tmp_path / "tied.safetensors"))
-    np.testing.assert_array_equal(m2.b.weight.data, m.a.weight.data)
+    np.testing.assert_array_equal(m2.b.weight.array, m.a.weight.array)
 
 
 def test_save_rejects_bad_input(tmp_path):
@@ -166,7 +166,7 @@ def test_crash_mid_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         serialization.save({"w": np.zeros(5000)}, path, metadata={"v": "2"})
     assert path.read_bytes() == before
-    np.testing.assert_array_equal(serialization.load(path)["w"].data, np.arange(1000.0))
+    np.testing.assert_array_equal(serialization.load(path)["w"].array, np.arange(1000.0))
     assert serialization.load_metadata(path) == {"v": "1"}
     assert os.listdir(tmp_path) == ["model.safetensors"]      # the temp file is gone
 
@@ -265,7 +265,7 @@ def test_optimizer_state_metadata_is_validated():
 @pytest.mark.skipif(not backend.cuda_is_available(), reason="needs CuPy and a GPU")
 def test_cuda_tensors_save_from_and_load_to_the_gpu(tmp_path):
     t = mg.randn(3, 4, device="cuda")
-    serialization.save({"t": t, "raw": t.data}, tmp_path / "g.safetensors")
+    serialization.save({"t": t, "raw": t.array}, tmp_path / "g.safetensors")
     out = serialization.load(tmp_path / "g.safetensors", device="cuda")
     assert out["t"].device == "cuda"
     np.testing.assert_array_equal(out["raw"].numpy(), t.numpy())

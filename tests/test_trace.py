@@ -216,7 +216,7 @@ def test_finite_difference_verdicts_pass_on_a_correct_model_and_catch_a_broken_b
 def test_anomaly_mode_names_the_op_and_stage_of_an_injected_nan(bpe, monkeypatch):
     model = tiny(bpe)
     idx = np.array([bpe.encode(PROMPT)])
-    model.transformer.h[1].mlp.c_fc.weight.data[3, 5] = np.nan
+    model.transformer.h[1].mlp.c_fc.weight.array[3, 5] = np.nan
     with mg.detect_anomaly(), pytest.raises(AnomalyError,
                                             match=r"NaN .*forward of Linear \(stage 'h\.1\.mlp'\)"):
         model(idx)

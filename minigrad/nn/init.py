@@ -1,4 +1,4 @@
-"""Initialisation in place, as in torch.nn.init: each function overwrites ``tensor.data``
+"""Initialisation in place, as in torch.nn.init: each function overwrites ``tensor.array``
 (keeping the same array, so optimizers and tied modules see it) with draws from
 minigrad's seeded generator, and returns the tensor. Same seed, same model, bit for bit.
 
@@ -13,7 +13,7 @@ from .. import backend
 
 
 def _fill(tensor, values):
-    tensor.data[...] = values
+    tensor.array[...] = values
     return tensor
 
 
@@ -34,7 +34,7 @@ def normal_(tensor, mean: float = 0.0, std: float = 1.0):
 
 
 def constant_(tensor, val: float):
-    tensor.data.fill(val)
+    tensor.array.fill(val)
     return tensor
 
 

@@ -242,7 +242,7 @@ class Module:
 
     def num_parameters(self, only_trainable: bool = False) -> int:
         """How many numbers the parameters hold (tied weights counted once)."""
-        return sum(int(p.data.size) for p in self.parameters()
+        return sum(int(p.array.size) for p in self.parameters()
                    if p.requires_grad or not only_trainable)
 
     def apply(self, fn) -> Module:
@@ -277,7 +277,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data.fill(0)
+                p.grad.array.fill(0)
 
     # ------------------------------------------------------------------ device / dtype
     def to(self, device=None, dtype=None) -> Module:
@@ -302,9 +302,9 @@ class Module:
             return array
 
         for t in list(self.parameters()) + list(self.buffers()):
-            t.data = convert(t.data)
+            t.array = convert(t.array)
             if t.grad is not None:
-                t.grad.data = convert(t.grad.data)
+                t.grad.array = convert(t.grad.array)
         return self
 
     def cpu(self) -> Module:
@@ -356,7 +356,7 @@ class Module:
             if key not in state_dict:
                 continue
             src = state_dict[key]
-            src = src.data if isinstance(src, Tensor) else src
+            src = src.array if isinstance(src, Tensor) else src
             if not (hasattr(src, "shape") and hasattr(src, "dtype")):
                 src = np.asarray(src)
             if src.dtype.kind not in "biuf":
@@ -379,7 +379,7 @@ class Module:
                                  + "\n\t".join(errors))
         for key, src in sources.items():
             dst = own[key]
-            dst.data[...] = backend.to_device(src, dst.device)
+            dst.array[...] = backend.to_device(src, dst.device)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr

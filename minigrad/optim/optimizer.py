@@ -1,6 +1,6 @@
 """Optimizers with torch.optim's names, defaults and update formulas.
 
-Every update works in place on the raw arrays (``p.data``, ``p.grad.data``) with
+Every update works in place on the raw arrays (``p.array``, ``p.grad.array``) with
 the parameter's own array module ``xp`` (NumPy or CuPy), so the optimizer state
 is created on the parameters' device; if the model moves later (``model.to("cuda")``),
 each state array follows its parameter at the next ``step()``, and
@@ -31,7 +31,7 @@ def _is_array(x):
 
 def _follow_param(p, state):
     """Keep the state on the parameter's device and dtype (after ``model.to("cuda")``)."""
-    device, dtype = backend.device_of(p.data), p.data.dtype
+    device, dtype = backend.device_of(p.array), p.array.dtype
     for name, value in state.items():
         if _is_array(value) and value.ndim > 0:
             if backend.device_of(value) != device:
@@ -49,7 +49,7 @@ class Optimizer:
     """
 
     def __init__(self, params, defaults: dict):
-        if hasattr(params, "data") and hasattr(params, "grad"):
+        if hasattr(params, "array") and hasattr(params, "grad"):
             raise TypeError("params: expected an iterable of Tensors or of dicts, got a single "
                             f"{type(params).__name__} (wrap it in a list)")
         self.defaults = dict(defaults)
@@ -74,7 +74,7 @@ class Optimizer:
             raise ValueError("param_group: missing the 'params' key")
         params = [params] if hasattr(params, "grad") else list(params)
         for p in params:
-            if not (hasattr(p, "data") and hasattr(p, "grad")):
+            if not (hasattr(p, "array") and hasattr(p, "grad")):
                 raise TypeError(f"params: optimizer can only optimize Tensors, got "
                                 f"{type(p).__name__}")
             if not getattr(p, "is_leaf", True):
@@ -105,7 +105,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data.fill(0)
+                    p.grad.array.fill(0)
 
     # ------------------------------------------------------------------ step
     def step(self, closure=None):
@@ -116,11 +116,11 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = p.grad.data
-                if grad.shape != p.data.shape:
+                grad = p.grad.array
+                if grad.shape != p.array.shape:
                     raise ShapeError(f"{type(self).__name__}.step: gradient of shape "
                                      f"{tuple(grad.shape)} for a parameter of shape "
-                                     f"{tuple(p.data.shape)}")
+                                     f"{tuple(p.array.shape)}")
                 state = self.state.get(p)
                 if state is None:
                     state = self.state[p] = {}
@@ -214,8 +214,8 @@ class Optimizer:
 
     @staticmethod
     def _cast_state(p, key, value):
-        if hasattr(value, "data") and hasattr(value, "grad"):   # a Tensor
-            value = value.data
+        if hasattr(value, "array") and hasattr(value, "grad"):   # a Tensor
+            value = value.array
         if not _is_array(value):
             if value is not None and not isinstance(value, numbers.Real):   # step counts
                 raise StateDictError(f"state_dict: {key} must be an array or a number, got "
@@ -224,12 +224,12 @@ class Optimizer:
         if value.dtype.kind not in "biuf":
             raise StateDictError(f"state_dict: {key} has dtype {value.dtype}, expected a "
                                  "numeric array")
-        xp = backend.get_array_module(p.data)
-        arr = backend.to_device(value, backend.device_of(p.data))
-        if arr.ndim > 0 and tuple(arr.shape) != tuple(p.data.shape):
+        xp = backend.get_array_module(p.array)
+        arr = backend.to_device(value, backend.device_of(p.array))
+        if arr.ndim > 0 and tuple(arr.shape) != tuple(p.array.shape):
             raise ShapeError(f"state_dict: {key} has shape {tuple(arr.shape)}, the parameter "
-                             f"has shape {tuple(p.data.shape)}")
-        dtype = p.data.dtype if arr.dtype.kind == "f" else arr.dtype
+                             f"has shape {tuple(p.array.shape)}")
+        dtype = p.array.dtype if arr.dtype.kind == "f" else arr.dtype
         return xp.array(arr, dtype=dtype, copy=True)
 
     def __repr__(self):
@@ -308,7 +308,7 @@ class SGD(Optimizer):
         if group["maximize"]:
             grad = -grad
         if wd != 0:
-            grad = grad + wd * p.data
+            grad = grad + wd * p.array
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
@@ -317,7 +317,7 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += (1 - group["dampening"]) * grad
             grad = grad + momentum * buf if group["nesterov"] else buf
-        p.data -= lr * grad
+        p.array -= lr * grad
 
 
 # ----------------------------------------------------------------------------- Adam(W)
@@ -344,21 +344,21 @@ class Adam(Optimizer):
                                       amsgrad=amsgrad, maximize=maximize))
 
     def _update(self, p, grad, state, group):
-        xp = backend.get_array_module(p.data)
+        xp = backend.get_array_module(p.array)
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], \
             group["weight_decay"]
         if not state:
             state["step"] = 0
-            state["exp_avg"] = xp.zeros_like(p.data)
-            state["exp_avg_sq"] = xp.zeros_like(p.data)
+            state["exp_avg"] = xp.zeros_like(p.array)
+            state["exp_avg_sq"] = xp.zeros_like(p.array)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+                state["max_exp_avg_sq"] = xp.zeros_like(p.array)
         state["step"] += 1
         t = state["step"]
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        loops = None if group["amsgrad"] else backend.kernels_for(xp, p.data, grad, m, v)
+        loops = None if group["amsgrad"] else backend.kernels_for(xp, p.array, grad, m, v)
         if loops is not None:                 # the same steps, compiled: one pass
-            loops.adam_step_(p.data.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+            loops.adam_step_(p.array.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                              -1.0 if group["maximize"] else 1.0,
                              0.0 if self._decoupled else wd,
                              1 - lr * wd if self._decoupled else 1.0,
@@ -368,9 +368,9 @@ class Adam(Optimizer):
             grad = -grad
         if wd != 0:
             if self._decoupled:
-                p.data *= 1 - lr * wd
+                p.array *= 1 - lr * wd
             else:
-                grad = grad + wd * p.data
+                grad = grad + wd * p.array
         tmp = xp.multiply(grad, 1 - beta1)    # the one scratch array of this update
         m *= beta1
         m += tmp                              # m = beta1 m + (1 - beta1) g
@@ -379,7 +379,7 @@ class Adam(Optimizer):
         v *= beta2
         v += tmp                              # v = beta2 v + (1 - beta2) g^2
         if group["amsgrad"]:
-            vmax = state.setdefault("max_exp_avg_sq", xp.zeros_like(p.data))
+            vmax = state.setdefault("max_exp_avg_sq", xp.zeros_like(p.array))
             xp.maximum(vmax, v, out=vmax)
             v = vmax
         bias_correction1 = 1 - beta1 ** t
@@ -389,7 +389,7 @@ class Adam(Optimizer):
         denom += eps                          # sqrt(v) / sqrt(bc2) + eps
         xp.divide(m, denom, out=denom)        # now the update direction m / denom
         denom *= lr / bias_correction1
-        p.data -= denom
+        p.array -= denom
 
 
 class AdamW(Adam):
@@ -417,7 +417,7 @@ def weight_decay_groups(named_params, weight_decay: float) -> list[dict]:
         p = item[1] if isinstance(item, tuple) else item
         if not getattr(p, "requires_grad", True):
             continue
-        (decay if p.data.ndim >= 2 else no_decay).append(p)
+        (decay if p.array.ndim >= 2 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
@@ -437,7 +437,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
                             f"clipping), got {max_norm!r}")
     if hasattr(parameters, "grad"):
         parameters = [parameters]
-    grads = [p.grad.data for p in parameters if p.grad is not None]
+    grads = [p.grad.array for p in parameters if p.grad is not None]
     if not grads:
         return 0.0
     norm_type = float(norm_type)
