@@ -16,6 +16,9 @@ Tie-break (documented, deterministic): among pairs with the highest count, the s
 
 File formats (save/load, tiktoken ranks, GPT-2 ``encoder.json`` + ``vocab.bpe``) live in
 :mod:`minigpt.tokenizer_io`.
+tiktoken's public names (``n_vocab``, ``encode_ordinary``, ``encode_batch``, ``decode_bytes``,
+``decode_single_token_bytes``, ...) and its special-token rules, shared with
+:class:`CharTokenizer`, live in :mod:`minigpt.tokenizer_base`.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from numpy import integer as np_integer
 from minigpt import tokenizer_io as _io
 from minigpt.bpe_batch import PairRanks, bpe_many
 from minigpt.errors import TokenizerError, TokenizerFileError
+from minigpt.tokenizer_base import EOT, TokenizerBase, _check_text, _special_regex
 
 __all__ = [
     "GPT2_SPLIT_PATTERN", "GPT4_SPLIT_PATTERN", "PATTERNS", "Tokenizer", "CharTokenizer",
@@ -97,8 +101,6 @@ def _cut_after(text: str, lo: int, gpt4: bool) -> int:
         c = text.find("\n", c + 1)
     return len(text)
 
-
-EOT = "<|endoftext|>"
 
 _LONG_CHUNK = 256      # chunks longer than this (in bytes) use the O(n log n) heap encoder
 _CACHE_MAX = 100_000   # the chunk cache is cleared when it grows past this many entries
@@ -364,18 +366,6 @@ def _resolve_pattern(pattern: str | None, where: str) -> str:
     return pattern
 
 
-def _check_text(text, where: str, name: str = "text") -> None:
-    if not isinstance(text, str):
-        hint = " (use encode_bytes for bytes)" if isinstance(text, (bytes, bytearray)) else ""
-        raise TokenizerError(f"{where}: {name} must be str, got {type(text).__name__}{hint}")
-
-
-def _special_regex(tokens: Iterable[str]) -> regex.Pattern:
-    # longest first, so that a special token that is a prefix of another never wins
-    alts = sorted(tokens, key=lambda s: (-len(s), s))
-    return regex.compile("(" + "|".join(regex.escape(s) for s in alts) + ")")
-
-
 def _sanitize(text: str) -> str:
     """Replace lone surrogates by U+FFFD, exactly as tiktoken does (they are not UTF-8)."""
     if not text.isascii():
@@ -397,7 +387,7 @@ class MergeStep:
 
 # ----------------------------------------------------------------------------- Tokenizer
 
-class Tokenizer:
+class Tokenizer(TokenizerBase):
     """A byte-level BPE tokenizer: merges + split pattern + special tokens.
 
     ``merges`` maps a pair of ids to the id it creates, ordered by rank (a dict, or a sequence
@@ -467,7 +457,6 @@ class Tokenizer:
             vocab[i] = s.encode("utf-8")
         self.vocab: dict[int, bytes] = vocab   # every id -> its bytes (special tokens: UTF-8)
         self._cache: dict[str, tuple[int, ...]] = {}
-        self._special_re: dict[frozenset, regex.Pattern] = {}
         self._pair_ranks: PairRanks | None = None  # built on the first batch encode
 
     # --------------------------------------------------------------------- training
@@ -495,7 +484,7 @@ class Tokenizer:
                 raise TokenizerError(f"train: special tokens must be non-empty str, got {s!r}")
         num_merges = vocab_size - 256 - len(specials)
         text = _sanitize(text)  # lone surrogates -> U+FFFD, as encode does
-        pieces = _special_regex(specials).split(text)[::2] if specials else [text]
+        pieces = _special_regex(frozenset(specials)).split(text)[::2] if specials else [text]
         counts: Counter = Counter()
         if pattern:
             # the built-in patterns split as encode does (ASCII stretches by the fast splitter)
@@ -529,11 +518,6 @@ class Tokenizer:
     def vocab_size(self) -> int:
         """Largest id + 1 (like tiktoken's ``n_vocab``)."""
         return max(self.vocab) + 1
-
-    @property
-    def eot_token(self) -> int | None:
-        """The id of ``<|endoftext|>``, or None."""
-        return self.special_tokens.get(EOT)
 
     def __repr__(self) -> str:
         return (f"Tokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
@@ -641,62 +625,6 @@ class Tokenizer:
         _check_text(text, "encode_ordinary")
         return self._encode_chunks(self._split(_sanitize(text)))
 
-    def encode(self, text: str, allowed_special="none_raise") -> list[int]:
-        """Encode ``text`` to ids. Special tokens follow tiktoken's rules:
-
-        - ``"none_raise"`` (default): a special-token string in the text raises TokenizerError
-          (tiktoken's ``disallowed_special="all"``);
-        - ``"all"``: every special token is encoded as its id;
-        - a set of strings: those are encoded as ids; any other special token raises;
-        - ``"none"``: special-token strings are encoded as ordinary text.
-        """
-        _check_text(text, "encode")
-        if allowed_special == "none" or not self.special_tokens:
-            return self.encode_ordinary(text)
-        if allowed_special == "all":
-            allowed = frozenset(self.special_tokens)
-        elif allowed_special == "none_raise":
-            allowed = frozenset()
-        elif isinstance(allowed_special, (set, frozenset, list, tuple)):
-            allowed = frozenset(allowed_special)
-            unknown = allowed - self.special_tokens.keys()
-            if unknown:
-                raise TokenizerError(f"encode: allowed_special names unknown special tokens "
-                                     f"{sorted(unknown)}; known: {sorted(self.special_tokens)}")
-        else:
-            raise TokenizerError("encode: allowed_special must be 'none_raise', 'none', 'all' or "
-                                 f"a set of special tokens, got {allowed_special!r}")
-        disallowed = frozenset(self.special_tokens) - allowed
-        if disallowed:
-            m = self._special_pattern(disallowed).search(text)
-            if m:
-                raise TokenizerError(
-                    f"encode: the text contains the special token {m.group()!r} at index "
-                    f"{m.start()}, which is not allowed; pass allowed_special={{{m.group()!r}}} "
-                    "or 'all' to encode it as a special token, or 'none' to encode it as text")
-        if not allowed:
-            return self.encode_ordinary(text)
-        out: list[int] = []
-        parts = self._special_pattern(allowed).split(_sanitize(text))
-        for k, part in enumerate(parts):
-            if k % 2:
-                out.append(self.special_tokens[part])
-            elif part:
-                out += self._encode_chunks(self._split(part))
-        return out
-
-    def _special_pattern(self, tokens: frozenset) -> regex.Pattern:
-        p = self._special_re.get(tokens)
-        if p is None:
-            p = self._special_re[tokens] = _special_regex(tokens)
-        return p
-
-    def encode_batch(self, texts: Iterable[str], allowed_special="none_raise") -> list[list[int]]:
-        """Encode many texts (sharing the chunk cache)."""
-        if isinstance(texts, (str, bytes)):
-            raise TokenizerError(f"encode_batch: texts must be a list of str, got {type(texts).__name__}")
-        return [self.encode(t, allowed_special=allowed_special) for t in texts]
-
     def encode_bytes(self, data: bytes) -> list[int]:
         """Encode arbitrary bytes (not necessarily UTF-8); ``decode_bytes`` gives them back.
 
@@ -740,10 +668,6 @@ class Tokenizer:
             ids = merge(ids, pair, self.merges[pair])
             steps.append(MergeStep(pair, ranks[pair], self.merges[pair], list(ids)))
         return steps
-
-    def token_bytes(self, i: int) -> bytes:
-        """The bytes of one id."""
-        return self.decode_bytes([i])
 
     # --------------------------------------------------------------------- interop
     def mergeable_ranks(self) -> dict[bytes, int]:
@@ -840,7 +764,7 @@ class Tokenizer:
 
 # ----------------------------------------------------------------------------- characters
 
-class CharTokenizer:
+class CharTokenizer(TokenizerBase):
     """One id per character, vocab = sorted set of the training text's characters
     (like nanoGPT's shakespeare_char).
 
@@ -849,10 +773,9 @@ class CharTokenizer:
     ([1, 3, 2, 0], 4)
     """
 
-    eot_token = None  # no special tokens in a character vocabulary
-
     @property
     def special_tokens(self) -> dict[str, int]:
+        """Always empty: a character vocabulary has no special tokens."""
         return {}
 
     def __init__(self, chars: Iterable[str]):
@@ -882,8 +805,9 @@ class CharTokenizer:
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
 
-    def encode(self, text: str, allowed_special="none_raise") -> list[int]:
-        _check_text(text, "encode")
+    def encode_ordinary(self, text: str) -> list[int]:
+        """The id of each character; one outside the vocabulary is a TokenizerError."""
+        _check_text(text, "encode_ordinary")
         try:
             return list(map(self.stoi.__getitem__, text))
         except KeyError:
@@ -892,11 +816,6 @@ class CharTokenizer:
                     raise TokenizerError(f"encode: character {c!r} (U+{ord(c):04X}) at index {k} "
                                          "is not in the vocabulary") from None
             raise
-
-    encode_ordinary = encode
-
-    def encode_batch(self, texts: Iterable[str], allowed_special="none_raise") -> list[list[int]]:
-        return [self.encode(t) for t in texts]
 
     def split(self, text: str) -> list[str]:
         _check_text(text, "split")
