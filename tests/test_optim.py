@@ -6,7 +6,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn, optim
-from minigrad.errors import ShapeError, StateDictError
+from minigrad.errors import StateDictError
 
 
 def grad_fn(p):
