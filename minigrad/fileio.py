@@ -48,7 +48,7 @@ def _write_all(f, data: bytes) -> None:
 
 
 def _temp_name(path: Path) -> str:
-    stem = path.name[:100]     # a long name must still fit the folder's 255-byte limit
+    stem = os.fsdecode(os.fsencode(path.name)[:100])   # fits the 255-byte name limit
     return f".{stem}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
 

@@ -104,6 +104,8 @@ ADAM_BAD_STATE = [
     ("exp_avg", None), ("exp_avg", "x"), ("exp_avg", [[0.0] * 4] * 3), ("exp_avg", 0.5),
     ("exp_avg_sq", np.zeros(12, np.float32)), ("exp_avg_sq", np.zeros((3, 4), np.uint8)),
     ("unknown_key", np.zeros((3, 4), np.float32)),
+    ("exp_avg", np.full((3, 4), np.nan, np.float32)), ("exp_avg", np.full((3, 4), np.inf)),
+    ("exp_avg_sq", np.full((3, 4), -1.0, np.float32)),
 ]
 
 

@@ -265,9 +265,11 @@ def test_stale_temp_files_of_killed_writers_are_removed_and_nothing_else(tmp_pat
 
 
 def test_temp_names_match_the_cleanup_pattern_and_fit_long_names(tmp_path):
-    long = "n" * 250
-    fileio.atomic_write(tmp_path / long, b"x")
-    assert (tmp_path / long).read_bytes() == b"x"
+    long, wide = "n" * 250, "é" * 120             # 250 bytes; 240 bytes in 120 characters
+    for name in (long, wide):
+        fileio.atomic_write(tmp_path / name, b"x")
+        assert (tmp_path / name).read_bytes() == b"x"
+        assert len(os.fsencode(fileio._temp_name(tmp_path / name))) < 255
     name = fileio._temp_name(tmp_path / "ckpt.safetensors")
     assert fileio._TEMP.fullmatch(name) and name.startswith(".ckpt.safetensors.")
     assert len(fileio._temp_name(tmp_path / long).encode()) < 255

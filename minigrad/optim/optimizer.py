@@ -246,6 +246,7 @@ class Optimizer:
     _STATE_REQUIRED: tuple = ()
     _STATE_OPTIONAL: tuple = ()
     _STEP: str | None = None
+    _NONNEGATIVE: tuple = ()       # moments that are means of squares
 
     def _state_names(self, group: dict) -> tuple[tuple, tuple]:
         """(required, optional) state names of a parameter of ``group`` that has state."""
@@ -254,8 +255,8 @@ class Optimizer:
     def _loaded_state(self, p, where: str, saved: dict, group: dict) -> dict:
         """A parameter's saved state, checked and copied onto its device and dtype: every
         name this optimizer keeps is there (or none at all: a parameter never stepped), the
-        step count is a whole number >= 0, every moment a floating array of exactly the
-        parameter's shape."""
+        step count is a whole number >= 0, every moment a finite floating array of exactly
+        the parameter's shape (second moments >= 0)."""
         if not saved:
             return {}
         required, optional = self._state_names(group)
@@ -277,7 +278,7 @@ class Optimizer:
             elif value is None and name in optional:
                 out[name] = None
             else:
-                out[name] = _moment(p, key, value)
+                out[name] = _moment(p, key, value, name in self._NONNEGATIVE)
         return out
 
     def __repr__(self):
@@ -319,9 +320,10 @@ def _step_count(key: str, value) -> int:
     return int(value)
 
 
-def _moment(p, key: str, value):
+def _moment(p, key: str, value, nonnegative: bool = False):
     """A saved moment (exp_avg, momentum_buffer, ...), checked: a floating array of exactly
-    ``p``'s shape; returned as a copy on ``p``'s device in ``p``'s dtype."""
+    ``p``'s shape, finite (and >= 0 if ``nonnegative``); returned as a copy on ``p``'s device
+    in ``p``'s dtype."""
     if hasattr(value, "array") and hasattr(value, "grad"):   # a Tensor
         value = value.array
     if not _is_array(value):
@@ -335,8 +337,15 @@ def _moment(p, key: str, value):
         raise StateDictError(f"state_dict: {key} has shape {tuple(value.shape)}, the "
                              f"parameter has shape {tuple(p.array.shape)}")
     xp = backend.get_array_module(p.array)
-    arr = backend.to_device(value, backend.device_of(p.array))
-    return xp.array(arr, dtype=p.array.dtype, copy=True)
+    arr = xp.array(backend.to_device(value, backend.device_of(p.array)), dtype=p.array.dtype,
+                   copy=True)
+    if not bool(xp.isfinite(arr).all()):        # the next step would make the weights NaN
+        raise StateDictError(f"state_dict: {key} holds NaN or infinite values (saved from a "
+                             "run that diverged, or damaged)")
+    if nonnegative and bool((arr < 0).any()):   # a second moment: sqrt of it is taken
+        raise StateDictError(f"state_dict: {key} holds negative values; it is a mean of "
+                             "squares, >= 0")
+    return arr
 
 
 def _check_hyperparameter(group: int, name: str, value, current) -> None:
@@ -438,6 +447,7 @@ class Adam(Optimizer):
                "eps": (_AT_LEAST_0, "eps >= 0"),
                "weight_decay": (_AT_LEAST_0, "weight_decay >= 0")}
     _STEP = "step"
+    _NONNEGATIVE = ("exp_avg_sq", "max_exp_avg_sq")
 
     def _state_names(self, group):
         """step, exp_avg and exp_avg_sq; with amsgrad also max_exp_avg_sq."""
@@ -473,12 +483,13 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         loops = None if group["amsgrad"] else backend.kernels_for(xp, p.array, grad, m, v)
-        if loops is not None:                 # the same steps, compiled: one pass
+        if loops is not None:   # the same steps, compiled: one pass (floats: one signature)
             loops.adam_step_(p.array.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                              -1.0 if group["maximize"] else 1.0,
-                             0.0 if self._decoupled else wd,
-                             1 - lr * wd if self._decoupled else 1.0,
-                             beta1, beta2, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t), eps)
+                             0.0 if self._decoupled else float(wd),
+                             float(1 - lr * wd) if self._decoupled else 1.0,
+                             float(beta1), float(beta2), float(lr / (1 - beta1 ** t)),
+                             math.sqrt(1 - beta2 ** t), float(eps))
             return
         if group["maximize"]:
             grad = -grad
