@@ -67,6 +67,7 @@ class _Flattener:
 
     def name_for(self, keys: list) -> str:
         base = ".".join(str(k) for k in keys) or "obj"
+        base = base.encode("utf-8", "backslashreplace").decode("utf-8")   # lone surrogates
         name, n = base, 1
         while name in self.arrays or name == "__metadata__":
             n += 1
@@ -167,7 +168,7 @@ def unflatten(tree, arrays: dict, make_tensor, where_file: str):
         if not isinstance(node, dict) or len(node) == 0:
             bad(where, f"unexpected {type(node).__name__}")
         tag = next(iter(node))
-        if tag == "tensor" and set(node) <= {"tensor", "requires_grad", "parameter"}:
+        if "tensor" in node and set(node) <= {"tensor", "requires_grad", "parameter"}:
             flags = [node.get(k, False) for k in ("requires_grad", "parameter")]
             if not all(isinstance(b, bool) for b in flags):
                 bad(where, "tensor flags must be true or false")

@@ -103,6 +103,17 @@ def _is_flat(obj) -> bool:
         nested.is_tensor(v) or nested.is_array(v) for v in obj.values())
 
 
+def _check_utf8(text: str) -> None:
+    """The header is UTF-8 JSON: a name or metadata string with a lone surrogate cannot be
+    stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SerializationError(f"save: {text[:60]!r} holds {text[exc.start]!r}, a lone "
+                                 "surrogate, which the file's UTF-8 header cannot hold (a "
+                                 "tensor name or metadata string must be text)") from None
+
+
 def save(obj, path, metadata: dict[str, str] | None = None) -> None:
     """Save ``obj`` to ``path`` in safetensors format, atomically (torch.save's role).
 
@@ -122,6 +133,8 @@ def save(obj, path, metadata: dict[str, str] | None = None) -> None:
     for key in _RESERVED:
         if key in metadata:
             raise ValueError(f"save: metadata key {key!r} is reserved")
+    for text in [*metadata, *metadata.values(), *(obj if _is_flat(obj) else ())]:
+        _check_utf8(text)
     if _is_flat(obj):
         named = obj
     else:

@@ -294,3 +294,12 @@ def test_resume_with_a_0d_moment_is_refused_not_a_segfault(tmp_path):
                        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, (r.returncode, r.stderr[-2000:])
     assert r.stdout.startswith("refused:") and "state.0.exp_avg" in r.stdout, r.stdout
+
+
+def test_group_overrides_are_checked_with_the_defaults_filled_in():
+    p, q = _params()
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    opt.add_param_group({"params": [q], "nesterov": True})        # momentum 0.9 from defaults
+    assert opt.param_groups[1]["nesterov"] and opt.param_groups[1]["momentum"] == 0.9
+    with pytest.raises(ArgumentError, match=r"param_groups\[1\]\['nesterov'\]"):
+        optim.SGD([p], lr=0.1).add_param_group({"params": [q], "nesterov": True})

@@ -87,6 +87,7 @@ def test_every_kind_of_value_comes_back_as_it_was(tmp_path):
         "bools": [True, False], "none": None, "tuple": (1, (2.0, "3"), []), "nested": [[[]]],
         7: "an int key", -3: {"inner": {0: np.ones(1)}}, "": "empty key",
         "dots.in.key": mg.tensor([1.0]), "dots": {"in": {"key": mg.tensor([2.0])}},
+        "\ud800": np.ones(2), "tensor\udfff": {"x": mg.tensor([3.0])},     # lone surrogates
     }
     mg.save(obj, tmp_path / "x.safetensors")
     back = mg.load(tmp_path / "x.safetensors")
@@ -142,6 +143,10 @@ def test_what_cannot_be_stored_is_an_error_naming_its_key_path(tmp_path):
         with pytest.raises(SerializationError, match=match):
             mg.save(obj, path)
         assert not path.exists()
+    for obj, meta in (({"\ud800": np.ones(1)}, None), ({"a": np.ones(1)}, {"k": "\ud800"}),
+                      ({"a": np.ones(1)}, {"\udc80": "v"})):     # plain safetensors: no room
+        with pytest.raises(SerializationError, match="lone surrogate"):
+            mg.save(obj, path, metadata=meta)
 
 
 def test_flat_files_load_as_before_and_stay_plain_safetensors(tmp_path):

@@ -89,15 +89,14 @@ class Optimizer:
         if seen.intersection(ids):
             raise ValueError("params: some parameters appear in more than one parameter group")
         group["params"] = params
-        where = f"param_groups[{len(self.param_groups)}]"
-        self._check_hyperparameters(
-            {k: v for k, v in group.items() if k != "params"},
-            lambda name, msg: ArgumentError(f"{where}[{name!r}]: {msg}"))
         for name, default in self.defaults.items():
             if default is _required and name not in group:
                 raise ValueError(f"param_group: parameter group didn't specify a value of "
                                  f"required optimization parameter {name!r}")
             group.setdefault(name, default)
+        where = f"param_groups[{len(self.param_groups)}]"
+        self._check_hyperparameters(
+            group, lambda name, msg: ArgumentError(f"{where}[{name!r}]: {msg}"))
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -208,7 +207,7 @@ class Optimizer:
         self.state = new_state
 
     # ------------------------------------------------------------------ checks
-    # Each optimizer states the range of each hyperparameter once (_RANGES, _FLAGS); the
+    # Each optimizer states the range of each hyperparameter once (_RANGES); the
     # constructor, add_param_group and load_state_dict all check against it.
     _RANGES: dict = {}     # name -> (predicate on finite numbers, what the value must be)
 
@@ -376,7 +375,8 @@ def _constructor_error(name, message):
     return ArgumentError(f"{name}: {message}")
 
 
-_AT_LEAST_0 = lambda v: v >= 0          # noqa: E731
+def _at_least_0(v) -> bool:
+    return v >= 0
 
 
 # ----------------------------------------------------------------------------- SGD
@@ -389,6 +389,12 @@ class SGD(Optimizer):
     p -= lr * g
     """
 
+    _RANGES = {"lr": (_at_least_0, "a learning rate >= 0"),
+               "momentum": (_at_least_0, "momentum >= 0"),
+               "dampening": (lambda v: True, "a finite number"),
+               "weight_decay": (_at_least_0, "weight_decay >= 0")}
+    _STATE_OPTIONAL = ("momentum_buffer",)     # None or missing: the next step starts one
+
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
         self._check_hyperparameters(dict(lr=lr, momentum=momentum, dampening=dampening,
@@ -397,12 +403,6 @@ class SGD(Optimizer):
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
-
-    _RANGES = {"lr": (_AT_LEAST_0, "a learning rate >= 0"),
-               "momentum": (_AT_LEAST_0, "momentum >= 0"),
-               "dampening": (lambda v: True, "a finite number"),
-               "weight_decay": (_AT_LEAST_0, "weight_decay >= 0")}
-    _STATE_OPTIONAL = ("momentum_buffer",)     # None or missing: the next step starts one
 
     @classmethod
     def _check_hyperparameters(cls, values: dict, error) -> None:
@@ -441,11 +441,11 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
-    _RANGES = {"lr": (_AT_LEAST_0, "a learning rate >= 0"),
+    _RANGES = {"lr": (_at_least_0, "a learning rate >= 0"),
                "betas": (lambda v: isinstance(v, tuple) and len(v) == 2 and
                          all(0 <= b < 1 for b in v), "two values in [0, 1)"),
-               "eps": (_AT_LEAST_0, "eps >= 0"),
-               "weight_decay": (_AT_LEAST_0, "weight_decay >= 0")}
+               "eps": (_at_least_0, "eps >= 0"),
+               "weight_decay": (_at_least_0, "weight_decay >= 0")}
     _STEP = "step"
     _NONNEGATIVE = ("exp_avg_sq", "max_exp_avg_sq")
 
