@@ -28,6 +28,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend, optim
+from minigrad.fileio import atomic_write
 
 from .model import GPT, GPTConfig
 
@@ -442,8 +443,7 @@ def main(argv=None) -> int:
             return 1
         print_ddp_report(res)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(res, f, indent=2)
+            atomic_write(args.json, json.dumps(res, indent=2).encode())
         return 0
     use_torch = not args.no_torch and have_torch()
     if not use_torch and not args.no_torch:
@@ -453,8 +453,7 @@ def main(argv=None) -> int:
               not args.no_tokenizer, not args.no_memory)
     print_report(res)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        atomic_write(args.json, json.dumps(res, indent=2).encode())
     return 0
 
 

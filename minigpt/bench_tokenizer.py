@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from minigrad.fileio import atomic_write
 from minigpt.corpus import builtin_corpus
 from minigpt.tokenizer import Tokenizer
 
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
     res = bench(text, args.vocab_sizes, args.pattern, args.repeats)
     print_table(res)
     if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        atomic_write(args.json, (json.dumps(res, indent=2) + "\n").encode())
     return 0
 
 

@@ -147,8 +147,9 @@ def load_checkpoint(path) -> Checkpoint:
         raise CheckpointError(f"no checkpoint at {str(path)!r} (train one with `minigpt train "
                               f"--out_dir {path.parent}`)")
     try:
-        arrays = serialization.load_arrays(path)      # verifies every CRC, metadata included
-        meta = serialization.load_metadata(path)
+        # one read of the file, one CRC over weights and metadata: a checkpoint replaced
+        # while it is read (training saving while `minigpt sample` loads) is never mixed
+        arrays, meta = serialization.load_with_metadata(path)
     except SerializationError as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or truncated: {exc}") \
             from exc

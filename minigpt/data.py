@@ -141,12 +141,31 @@ def tokenizer_from_text(text: str, where: str = "tokenizer"):
                 from None
 
 
+_SIDECAR_MAX_BYTES = 64 * 1024      # a real sidecar is a few hundred bytes
+_MAX_CACHED_IDS = 2 ** 40
+
+
 def _read_sidecar(path: Path) -> dict | None:
+    """A cache sidecar's JSON object, or None when it is missing or damaged in any way (too
+    large, not UTF-8, not JSON, nested too deeply, a number of more than 4300 digits, not an
+    object): a damaged sidecar means a stale cache, which is rebuilt."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        with open(path, "rb") as f:
+            raw = f.read(_SIDECAR_MAX_BYTES + 1)
+        if len(raw) > _SIDECAR_MAX_BYTES:
+            return None
+        meta = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):   # ValueError: UnicodeDecodeError,
+        return None                                 # JSONDecodeError, int digit limit
     return meta if isinstance(meta, dict) else None
+
+
+def _field(meta: dict, name: str, kind: type):
+    """``meta[name]`` when it is a ``kind`` (an int field: not a bool), else None."""
+    value = meta.get(name)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        return None
+    return value
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -165,10 +184,10 @@ def cached_tokenizer(cache_dir: Path, data_hash: str, kind: str, vocab_size: int
                      BPE_PATTERN if kind == "bpe" else "", repr(float(val_fraction)))
     path, side = cache_dir / f"tokenizer-{kind}.txt", cache_dir / f"tokenizer-{kind}.json"
     meta = _read_sidecar(side)
-    if meta is not None and meta.get("key") == key and path.is_file():
+    if meta is not None and _field(meta, "key", str) == key and path.is_file():
         try:
             raw = path.read_bytes()
-            if hashlib.sha256(raw).hexdigest() == meta.get("sha256"):
+            if hashlib.sha256(raw).hexdigest() == _field(meta, "sha256", str):
                 return load_tokenizer(path), raw.decode("utf-8")
         except (OSError, UnicodeDecodeError, TokenizerFileError):
             pass
@@ -215,12 +234,17 @@ def cached_ids(cache_dir: Path, split: str, text: str, tok, key: str, log=None) 
     length, dtype and content hash match; otherwise encoded and written again."""
     path, side = cache_dir / f"{split}.bin", cache_dir / f"{split}.json"
     meta = _read_sidecar(side)
-    if meta is not None and meta.get("key") == key:
+    if meta is not None and _field(meta, "key", str) == key:
         arr = _open_checked(path, meta)
-        if arr is not None:
+        bad_id = None if arr is None else _first_id_outside(arr, tok.vocab_size)
+        if arr is not None and bad_id is None:
             return arr
-        if log:
+        if log and arr is None:
             log(f"cache: {path} does not match its sidecar; encoding the {split} split again")
+        elif log:
+            log(f"cache: {path} holds token id {bad_id}, outside the vocabulary (size "
+                f"{tok.vocab_size}); encoding the {split} split again")
+        del arr
     dtype = ids_dtype(tok.vocab_size)
     ids = np.asarray(encode_text(tok, text), dtype=dtype)
     side.unlink(missing_ok=True)
@@ -234,21 +258,33 @@ def cached_ids(cache_dir: Path, split: str, text: str, tok, key: str, log=None) 
     return arr
 
 
+def _first_id_outside(ids: np.ndarray, vocab_size: int) -> int | None:
+    """The largest id of ``ids`` when it is >= ``vocab_size`` (a cache the tokenizer cannot
+    have written), else None."""
+    if ids.size == 0:
+        return None
+    top = int(ids.max())
+    return top if top >= vocab_size else None
+
+
 def _open_checked(path: Path, meta: dict) -> np.memmap | None:
+    """The cached ids as a read-only memmap when the file matches its sidecar's dtype,
+    length and sha256 (every field of the right type), else None."""
+    dtype_name, length = _field(meta, "dtype", str), _field(meta, "length", int)
+    if dtype_name not in ("uint16", "uint32") or length is None or \
+            not 0 <= length <= _MAX_CACHED_IDS:
+        return None
     try:
-        dtype = np.dtype(meta["dtype"])
-        length = int(meta["length"])
-        if dtype not in (np.uint16, np.uint32) or length < 0:
-            return None
+        dtype = np.dtype(dtype_name)
         if path.stat().st_size != length * dtype.itemsize:
             return None
         if length == 0:
             return np.zeros(0, dtype=dtype)   # mmap cannot map an empty file
         arr = np.memmap(path, dtype=dtype, mode="r", shape=(length,))
-        if hashlib.sha256(memoryview(arr).cast("B")).hexdigest() != meta.get("sha256"):
+        if hashlib.sha256(memoryview(arr).cast("B")).hexdigest() != _field(meta, "sha256", str):
             return None
         return arr
-    except (KeyError, TypeError, ValueError, OSError):
+    except (TypeError, ValueError, OSError):
         return None
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, nn
+from minigrad.errors import IndexRangeError
 
 from .errors import ConfigError
 
@@ -264,8 +265,9 @@ class GPT(nn.Module):
             raise ValueError("GPT: idx must hold at least one token, got T = 0")
         if data.size and (int(data.min()) < 0 or int(data.max()) >= self.config.vocab_size):
             bad = int(data.max()) if int(data.max()) >= self.config.vocab_size else int(data.min())
-            raise ValueError(f"GPT: token id {bad} is outside the vocabulary "
-                             f"(vocab_size {self.config.vocab_size})")
+            raise IndexRangeError(f"GPT: token id {bad} is outside the vocabulary "
+                                  f"(vocab_size {self.config.vocab_size}): the ids must come "
+                                  "from the model's own tokenizer")
         return backend.to_device(data, self.transformer.wte.weight.device)
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):

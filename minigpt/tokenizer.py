@@ -453,8 +453,13 @@ class Tokenizer(TokenizerBase):
                     or i in vocab:
                 raise TokenizerError(f"Tokenizer: special token {s!r} needs a free non-negative "
                                      f"int id (at most {MAX_TOKEN_ID}), got {i!r}")
+            try:
+                vocab[i] = s.encode("utf-8")
+            except UnicodeEncodeError as exc:   # a lone surrogate: no UTF-8 bytes to emit
+                raise TokenizerError(f"Tokenizer: special token {s[:60]!r} holds "
+                                     f"{s[exc.start]!r} at index {exc.start}, a lone surrogate "
+                                     "that is not text (it has no UTF-8 encoding)") from None
             self.special_tokens[s] = i
-            vocab[i] = s.encode("utf-8")
         self.vocab: dict[int, bytes] = vocab   # every id -> its bytes (special tokens: UTF-8)
         self._cache: dict[str, tuple[int, ...]] = {}
         self._pair_ranks: PairRanks | None = None  # built on the first batch encode

@@ -133,6 +133,15 @@ def read_kind(path) -> str:
     return check_header(path, first)
 
 
+def _is_text(s: str) -> bool:
+    """True unless ``s`` holds a lone surrogate (which has no UTF-8 encoding)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_uint(s: str) -> bool:
     """ASCII digits only, at most 10 of them (ids and counts are < 2**31; int() is never
     asked to parse a huge number)."""
@@ -290,6 +299,10 @@ def read_gpt2(encoder_json_path, vocab_bpe_path):
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
             for k, v in encoder.items()):
         _fail(encoder_json_path, None, "expected a JSON object {token string: id}")
+    for k in encoder:   # JSON's \ud800 escapes can spell strings that are not text
+        if not _is_text(k):
+            _fail(encoder_json_path, None, f"the token {k[:60]!r} holds a lone surrogate, "
+                  "which is not text (a special token must have a UTF-8 encoding)")
     m = bytes_to_unicode()
     missing = [b for b in range(256) if m[b] not in encoder]
     if missing:

@@ -50,6 +50,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad import backend
+from minigrad.fileio import atomic_write
 
 from .model import GPT, KVCache, Recorder, _check_sampling, filter_logits, sample_next
 
@@ -225,7 +226,7 @@ class TokenTrace:
     def to_json(self, path=None, max_elements: int = 4096) -> str:
         text = json.dumps(self.to_dict(max_elements), allow_nan=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            atomic_write(path, text.encode("utf-8"))
         return text
 
     def to_html(self, path=None, compare: "TokenTrace | None" = None) -> str:
@@ -234,7 +235,7 @@ class TokenTrace:
         from .trace_html import render
         page = render(self, compare)
         if path is not None:
-            Path(path).write_text(page, encoding="utf-8")
+            atomic_write(path, page.encode("utf-8"))
         return page
 
 
@@ -906,6 +907,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def write_trace_files(out, trace: TokenTrace, dot: str, compare: TokenTrace | None = None):
+    """trace.html, trace.json (trace_compare.json with ``compare``), block.dot and, with
+    Graphviz installed, block.svg in the folder ``out`` (created). Each file is written
+    atomically (minigrad.fileio): a link planted at its path is replaced, never followed."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trace.to_html(out / "trace.html", compare=compare)
+    trace.to_json(out / "trace.json")
+    if compare is not None:
+        compare.to_json(out / "trace_compare.json")
+    atomic_write(out / "block.dot", dot.encode("utf-8"))
+    if shutil.which("dot"):                      # Graphviz installed: draw it too
+        from minigrad import viz
+        viz.render(dot, out / "block.svg")
+
+
 def main(argv=None) -> int:
     """`minigpt trace`: project errors (a bad checkpoint, a bad size) are printed as one
     line, never as a traceback; the exit status is 1."""
@@ -939,16 +956,7 @@ def _run(args) -> int:
     t = run(model, tok, label)
     other = run(*_load(args.compare), str(args.compare)) if args.compare else None
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t.to_html(out / "trace.html", compare=other)
-    t.to_json(out / "trace.json")
-    if other is not None:
-        other.to_json(out / "trace_compare.json")
-    dot = block_graph(model, tok, args.prompt, args.graph_layer)
-    (out / "block.dot").write_text(dot)
-    if shutil.which("dot"):                      # Graphviz installed: draw it too
-        from minigrad import viz
-        viz.render(dot, out / "block.svg")
+    write_trace_files(out, t, block_graph(model, tok, args.prompt, args.graph_layer), other)
     if not args.quiet:
         print(t.report(), end="")
         if other is not None:

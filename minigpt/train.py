@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 import minigrad as mg
-from minigrad import backend, serialization
+from minigrad import backend, fileio, serialization
 from minigrad.optim import AdamW, clip_grad_norm_, cosine_with_warmup, weight_decay_groups
 
 from .checkpoint import CKPT_NAME, Checkpoint, load_checkpoint, save_checkpoint
@@ -416,7 +416,7 @@ class CSVLog:
         w.writeheader()
         w.writerows(rows)
         serialization.atomic_write(path, text.getvalue().encode("utf-8"))
-        self._f = open(path, "a", newline="", encoding="utf-8")
+        self._f = fileio.open_append(path)     # never through a link planted since
         self._w = csv.writer(self._f)
 
     def write(self, step, loss, lr, grad_norm, tokens_per_s, elapsed_s, val_loss=None):
@@ -652,9 +652,8 @@ class Trainer:
         self.print(format_health(rows, step))
         path = Path(self.config.out_dir) / "health.csv"
         keys = list(rows[0])
-        new = not path.exists()
-        with open(path, "a", encoding="utf-8") as f:
-            if new:
+        with fileio.open_append(path) as f:     # refuses a planted symbolic link
+            if f.tell() == 0:
                 f.write(",".join(["step"] + keys) + "\n")
             for r in rows:
                 f.write(",".join([str(step)] + [str(r[k]) for k in keys]) + "\n")

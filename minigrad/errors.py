@@ -17,7 +17,10 @@ Each class also derives from the builtin a NumPy/PyTorch user would expect, so
     ├── StateDictError    (RuntimeError, ValueError)
     │                                   load_state_dict (module or optimizer) got missing or
     │                                   unexpected keys, wrong shapes or wrong value types
-    └── SerializationError (ValueError) a tensor file that is truncated, corrupted or foreign
+    ├── SerializationError (ValueError) a tensor file that is truncated, corrupted or foreign,
+    │                                   or an object that cannot be stored
+    └── OutputPathError   (OSError)     an output path minigrad will not write through: a
+                                        symbolic link or a FIFO where a log is appended
 
 Every message names the function or argument, what was expected and what was given.
 minigpt's exceptions (``minigpt.errors``) form a second tree rooted at ``MinigptError``;
@@ -73,6 +76,11 @@ class SerializationError(MinigradError, ValueError):
     """A tensor file that is truncated, corrupted or not in the expected format."""
 
 
+class OutputPathError(MinigradError, OSError):
+    """An output path minigrad refuses to write through (a symbolic link or something
+    other than a regular file where a log is appended); see minigrad.fileio."""
+
+
 __all__ = ["MinigradError", "ShapeError", "DeviceError", "DTypeError", "ArgumentError",
            "IndexRangeError", "GraphError", "AnomalyError", "GradcheckError", "StateDictError",
-           "SerializationError"]
+           "SerializationError", "OutputPathError"]

@@ -13,6 +13,10 @@ compiled for each dtype on first use (about a second each) and cached on disk.
 Floating-point contract: no reassociation in elementwise code, so exp's range reduction stays
 exact; sums and maxima over a row go through _sum/_dot/_max, which may reorder (vectorise).
 
+Every loop checks the sizes of the arrays it is given (a few comparisons per call) and
+raises ValueError rather than read or write out of bounds: its callers pass arrays that
+may come from a file (an optimizer's loaded state, for one).
+
 Two things learnt the hard way. Arrays passed as different arguments must not overlap: LLVM
 checks at run time and falls back to scalar code (an exp_(x, x) runs 7x slower than exp_(x, y);
 a loop that works in place takes one array). And exp is inlined by LLVM, not by numba's IR
@@ -122,6 +126,8 @@ def _max(a, n):
 @_jit
 def gelu_forward(x, y):
     """y = x sigmoid(2u) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)."""
+    if y.size != x.size:
+        raise ValueError("gelu_forward: x and y must have the same size")
     c = x.dtype.type
     a, b = c(-2 * SQRT_2_OVER_PI), c(0.044715)
     for i in range(x.size):
@@ -133,6 +139,8 @@ def gelu_forward(x, y):
 def gelu_backward(x, g, out):
     """out = g (s + x s (1 - s) du2/dx), s = sigmoid(2u),
     du2/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
+    if g.size != x.size or out.size != x.size:
+        raise ValueError("gelu_backward: x, g and out must have the same size")
     c = x.dtype.type
     a, b = c(-2 * SQRT_2_OVER_PI), c(0.044715)
     d0, d2 = c(2 * SQRT_2_OVER_PI), c(6 * SQRT_2_OVER_PI * 0.044715)
@@ -147,6 +155,9 @@ def gelu_backward(x, g, out):
 def layer_norm_forward(x, weight, bias, eps, xhat, y, rstd):
     """Per row: xhat = (x - mean) rstd, rstd = 1 / sqrt(var + eps); y = xhat w + b."""
     rows, n = x.shape
+    if weight.shape[0] != n or bias.shape[0] != n or xhat.shape != x.shape or \
+            y.shape != x.shape or rstd.shape[0] != rows:
+        raise ValueError("layer_norm_forward: the arrays' shapes do not fit x's")
     c = x.dtype.type
     for r in range(rows):
         xr, hr, yr = x[r], xhat[r], y[r]
@@ -166,6 +177,10 @@ def layer_norm_backward(g, xhat, weight, rstd, gx, gw, gb):
     """gx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = g w; and the
     row sums gw += g xhat, gb += g (skipped when gw / gb have length 0)."""
     rows, n = g.shape
+    if xhat.shape != g.shape or gx.shape != g.shape or weight.shape[0] != n or \
+            rstd.shape[0] != rows or (gw.shape[0] > 0 and (gw.shape[0] != n or
+                                                          gb.shape[0] != n)):
+        raise ValueError("layer_norm_backward: the arrays' shapes do not fit g's")
     c = xhat.dtype.type
     params = gw.shape[0] > 0
     for r in range(rows):
@@ -209,6 +224,8 @@ def softmax_rows_(s, first_query, offset, causal):
 def softmax_rows_backward_(ds, p):
     """In place on ds (batch, queries, keys), softmax's backward: ds = p (ds - rowsum(ds p))."""
     nb_, nq, nk = ds.shape
+    if p.shape != ds.shape:
+        raise ValueError("softmax_rows_backward_: ds and p must have the same shape")
     for b in range(nb_):
         for i in range(nq):
             dr, pr = ds[b, i], p[b, i]
@@ -222,6 +239,8 @@ def log_sum_exp_rows(z, lse):
     """lse[r] = logsumexp(z[r]) = m + log(sum exp(z[r] - m)), m = max z[r]; a row of -inf
     gives -inf (m is then taken as 0, as in the NumPy code)."""
     rows, n = z.shape
+    if lse.shape[0] != rows:
+        raise ValueError("log_sum_exp_rows: lse must have one entry per row of z")
     e = np.empty(n, z.dtype)                 # one row of exponentials, cache-resident
     for r in range(rows):
         zr = z[r]
@@ -238,6 +257,9 @@ def cross_entropy_backward(z, lse, targets, scale, grad):
     """grad[r] = (softmax(z[r]) - onehot(targets[r])) scale[r],
     softmax(z[r]) = exp(z[r] - lse[r])."""
     rows, n = z.shape
+    if lse.shape[0] != rows or targets.shape[0] != rows or scale.shape[0] != rows or \
+            grad.shape != z.shape:
+        raise ValueError("cross_entropy_backward: the arrays' shapes do not fit z's")
     for r in range(rows):
         zr, gr, shift, s = z[r], grad[r], lse[r], scale[r]
         for j in range(n):
@@ -248,8 +270,10 @@ def cross_entropy_backward(z, lse, targets, scale, grad):
 @_jit
 def index_add_rows_(target, index, rows):
     """target[index[i]] += rows[i] for every i, repeated indices adding up (target, rows 2-D):
-    the embedding gradient. No bounds checks: the indices already gathered these rows
-    forward (negative ones count from the end, as in NumPy)."""
+    the embedding gradient. The indices already gathered these rows forward (negative ones
+    count from the end, as in NumPy); the sizes are checked here."""
+    if index.size != rows.shape[0] or rows.shape[1] != target.shape[1]:
+        raise ValueError("index_add_rows_: index, rows and target do not fit")
     for i in range(index.size):
         t, r = target[index[i]], rows[i]
         for j in range(r.size):
@@ -262,6 +286,8 @@ def adam_step_(p, g, m, v, sign, l2, decay, beta1, beta2, step_size, sqrt_bc2, e
     d = sign g + l2 p;  p *= decay;  m = beta1 m + (1 - beta1) d;  v = beta2 v + (1 - beta2) d^2;
     p -= step_size m / (sqrt(v) / sqrt_bc2 + eps).  (sign -1 maximises; AdamW: decay = 1 - lr wd,
     l2 = 0; Adam: decay = 1, l2 = wd.)"""
+    if g.size != p.size or m.size != p.size or v.size != p.size:   # never out of bounds
+        raise ValueError("adam_step_: p, g, m and v must have the same size")
     c = p.dtype.type
     sg, l2_, dec, b1, b2 = c(sign), c(l2), c(decay), c(beta1), c(beta2)
     lr_, inv_bc2, eps_ = c(step_size), c(1.0 / sqrt_bc2), c(eps)

@@ -4,31 +4,48 @@
     model.load_state_dict(minigrad.load("model.safetensors"))
     cfg = json.loads(minigrad.serialization.load_metadata("model.safetensors")["config"])
 
+    # what training scripts save, as with torch.save / torch.load:
+    minigrad.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 3,
+                   "config": {"lr": 3e-4}}, "ckpt.safetensors")
+    ckpt = minigrad.load("ckpt.safetensors")
+    model.load_state_dict(ckpt["model"]); opt.load_state_dict(ckpt["optimizer"])
+
 A safetensors file is an 8-byte little-endian header length N, N bytes of JSON
 (``{"name": {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}``),
 then the raw little-endian data. The files are read and written by the
 ``safetensors`` package; around it this module adds:
 
-* atomic writes: a temp file in the same directory, flushed and fsynced, then
-  ``os.replace``; a crash mid-write leaves the old file as it was;
+* what is saved: a flat dict ``{name: Tensor or array}`` is stored as plain safetensors
+  (any tool reads it) and loads back as ``{name: Tensor}``. Any other object -- nested
+  dicts, lists and tuples of tensors, NumPy arrays, ints, floats (nan and inf included),
+  strings, bools and None -- is split by ``minigrad.nested``: its arrays become the file's
+  tensors, its structure goes to the reserved metadata key ``__minigrad_tree__``, and it
+  loads back as it was (tuples as tuples, int dict keys as ints, NumPy arrays as NumPy
+  arrays, tensors as tensors on ``device``). What cannot be stored is an error naming its
+  key path;
+* atomic writes (``minigrad.fileio.atomic_write``): a temp file in the same directory,
+  fsynced, then renamed over the old file; mode as ``open()`` gives (the umask), or the
+  replaced file's; a crash mid-write leaves the old file as it was;
 * validation before parsing (the header length is checked against the file size
   first, so a corrupt length cannot make us allocate unbounded memory) and a
   CRC-32 of every tensor (name, dtype, shape, bytes) and of the metadata, stored
   under the reserved metadata key ``__minigrad_crc32__`` (next to a format marker
   ``__minigrad_format__``, so damage to one key name is caught by the other), so a
   truncated, bit-flipped or foreign file raises ``SerializationError`` naming the
-  file and the problem. Files written by other tools (neither key) still load.
+  file and the problem. Files written by other tools (neither key) still load. Every
+  reader (``load``, ``load_arrays``, ``load_metadata``, ``load_with_metadata``) reads the
+  file once, from one open file, and verifies that one checksum over all it returns: a
+  file replaced while it is read is never returned half old, half new.
 
 Optimizer state (nested dicts of arrays and numbers) is flattened to tensors named
 ``state.<param index>.<name>`` plus JSON metadata by ``optimizer_state_to_tensors``;
-``save_optimizer_state`` / ``load_optimizer_state`` do both steps.
+``save_optimizer_state`` / ``load_optimizer_state`` do both steps (``save`` of the state
+dict itself works too).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -36,12 +53,15 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from . import backend
-from .errors import SerializationError
+from . import backend, nested
+from .errors import ArgumentError, SerializationError
+from .fileio import atomic_write  # noqa: F401  (re-exported: one writer for every file)
 
 CHECKSUM_KEY = "__minigrad_crc32__"
 FORMAT_KEY = "__minigrad_format__"   # a second marker: a damaged key name is still caught
+TREE_KEY = "__minigrad_tree__"      # the structure of a nested object (minigrad.nested)
 FORMAT = "minigrad-safetensors-1"
+_RESERVED = (CHECKSUM_KEY, FORMAT_KEY, TREE_KEY)
 _MAX_HEADER = 100 * 1024 * 1024   # the safetensors library's own limit on the header size
 _DTYPE_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "U64": 8, "I32": 4,
                 "U32": 4, "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "C64": 8,
@@ -77,64 +97,50 @@ def _checksum(arrays: dict, metadata: dict) -> str:
     return f"{crc:08x}"
 
 
-def _write_all(f, data: bytes) -> None:
-    """Write ``data`` to the open file (a seam the tests use to simulate a crash)."""
-    f.write(data)
+def _is_flat(obj) -> bool:
+    """A dict of str -> tensor or array: stored as plain safetensors (no structure key)."""
+    return isinstance(obj, dict) and all(isinstance(k, str) for k in obj) and all(
+        nested.is_tensor(v) or nested.is_array(v) for v in obj.values())
 
 
-def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file next to it, fsynced, then renamed
-    over it (and the folder fsynced), so a crash leaves either the old file or the new one.
-    Every file the two packages write goes through here."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _check_utf8(text: str) -> None:
+    """The header is UTF-8 JSON: a name or metadata string with a lone surrogate cannot be
+    stored."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write_all(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:   # make the rename itself durable (POSIX; best effort elsewhere)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SerializationError(f"save: {text[:60]!r} holds {text[exc.start]!r}, a lone "
+                                 "surrogate, which the file's UTF-8 header cannot hold (a "
+                                 "tensor name or metadata string must be text)") from None
 
 
-def save(tensors: dict, path, metadata: dict[str, str] | None = None) -> None:
-    """Save ``{name: Tensor | NumPy/CuPy array}`` to ``path`` in safetensors format, atomically.
+def save(obj, path, metadata: dict[str, str] | None = None) -> None:
+    """Save ``obj`` to ``path`` in safetensors format, atomically (torch.save's role).
 
-    ``metadata`` is a dict of strings stored in the header (e.g. a JSON model config);
-    read it back with ``load_metadata``. Tied weights saved under two names are stored
-    twice (safetensors has no aliasing), and load back as two separate tensors.
+    ``obj`` is a dict ``{name: Tensor | NumPy/CuPy array}`` (a model's ``state_dict()``),
+    stored as plain safetensors, or any nesting of dicts (str or int keys), lists and tuples
+    of tensors, arrays, ints, floats, strings, bools and None (see the module docstring).
+    ``metadata`` is a dict of strings stored in the header (e.g. a JSON model config); read
+    it back with ``load_metadata``. Tied weights saved under two names are stored twice
+    (safetensors has no aliasing), and load back as two separate tensors.
     """
     path = Path(path)
-    if not isinstance(tensors, dict):
-        raise TypeError(f"save: expected a dict of name -> tensor, got {type(tensors).__name__}")
     metadata = dict(metadata or {})
     for k, v in metadata.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"save: metadata must map str to str, got {k!r}: "
                             f"{type(v).__name__} (json.dumps non-string values)")
-    for key in (CHECKSUM_KEY, FORMAT_KEY):
+    for key in _RESERVED:
         if key in metadata:
             raise ValueError(f"save: metadata key {key!r} is reserved")
-    arrays = {}
-    for key, value in tensors.items():
-        if not isinstance(key, str):
-            raise TypeError(f"save: tensor names must be str, got {key!r}")
-        arrays[key] = _to_host_array(key, value)
+    for text in [*metadata, *metadata.values(), *(obj if _is_flat(obj) else ())]:
+        _check_utf8(text)
+    if _is_flat(obj):
+        named = obj
+    else:
+        named, tree = nested.flatten(obj)
+        metadata[TREE_KEY] = json.dumps(tree, allow_nan=False)
+    arrays = {key: _to_host_array(key, value) for key, value in named.items()}
     header_meta = dict(metadata)
     header_meta[CHECKSUM_KEY] = _checksum(arrays, metadata)
     header_meta[FORMAT_KEY] = FORMAT
@@ -199,13 +205,14 @@ def _parse_header(path, size: int, first8: bytes, read_header) -> dict:
     return header
 
 
-def _read(path):
-    """(arrays, metadata without the checksum) of a validated file."""
+def _read(path, caller: str = "load"):
+    """(arrays, metadata without the checksum and format keys) of a validated file: one
+    open, one read, one checksum over everything returned."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        raise FileNotFoundError(f"load: no such file {str(path)!r}") from None
+        raise FileNotFoundError(f"{caller}: no such file {str(path)!r}") from None
     header = _parse_header(path, len(data), data[:8], lambda n: data[8:8 + n])
     metadata = dict(header.get("__metadata__") or {})
     for name, info in header.items():
@@ -231,42 +238,73 @@ def _read(path):
     return arrays, metadata
 
 
+def load_with_metadata(path, caller: str = "load_with_metadata") -> tuple[dict, dict]:
+    """``(arrays, metadata)``: ``load_arrays`` and ``load_metadata`` of one read of the file,
+    verified by one checksum, so the two always come from the same file (a reader racing a
+    writer that replaces the file gets the old file or the new one, never a mix)."""
+    arrays, metadata = _read(path, caller)
+    metadata.pop(TREE_KEY, None)
+    return {k: np.array(v) for k, v in arrays.items()}, metadata
+
+
 def load_arrays(path) -> dict[str, np.ndarray]:
     """``{name: NumPy array}`` from a safetensors file (validated; arrays are writable)."""
-    arrays, _ = _read(path)
-    return {k: np.array(v) for k, v in arrays.items()}
+    return load_with_metadata(path, "load_arrays")[0]
 
 
-def load(path, device: str | None = None) -> dict:
-    """``{name: Tensor}`` from a safetensors file, on ``device`` (None: minigrad's default
-    device, "cpu" unless MINIGRAD_DEVICE / set_default_device say otherwise).
+def _tensor_on(device):
+    """A function making a Tensor (or Parameter) on ``device`` from a loaded array."""
+    def make(arr, requires_grad=False, parameter=False):
+        from .tensor import Tensor
+        arr = backend.to_device(arr, device)
+        if parameter:
+            from .nn import Parameter
+            return Parameter(arr, requires_grad=requires_grad)
+        return Tensor(arr, dtype=arr.dtype, requires_grad=requires_grad)
+    return make
 
-    Raises SerializationError when the file is truncated, corrupted or not safetensors.
-    The metadata is read separately with ``load_metadata(path)``.
+
+def load(path, device: str | None = None, *, map_location: str | None = None,
+         weights_only: bool = True):
+    """What ``save`` stored (torch.load's role): ``{name: Tensor}`` for a flat file (one
+    written by ``save(state_dict, ...)`` or by another safetensors tool), else the saved
+    object. Tensors go to ``device`` (None: minigrad's default device, "cpu" unless
+    MINIGRAD_DEVICE / set_default_device say otherwise); NumPy arrays stay NumPy.
+
+    ``map_location`` is torch's name for ``device`` (a device string). ``weights_only`` is
+    accepted for torch's spelling and changes nothing: minigrad never unpickles. Raises
+    SerializationError when the file is truncated, corrupted or not safetensors. The
+    metadata is read separately with ``load_metadata(path)``.
     """
-    from .tensor import Tensor
+    if map_location is not None:
+        if device is not None and device != map_location:
+            raise ArgumentError(f"load: device={device!r} and map_location={map_location!r} "
+                                "disagree; pass one of them")
+        if not isinstance(map_location, str):
+            raise ArgumentError(f"load: map_location must be a device string such as 'cpu' "
+                                f"or 'cuda', got {type(map_location).__name__} (a dict or a "
+                                "function is not supported)")
+        device = map_location
     device = backend.check_device(device)
-    arrays, _ = _read(path)
+    arrays, metadata = _read(path)
+    make = _tensor_on(device)
+    if TREE_KEY in metadata:
+        try:
+            tree = json.loads(metadata[TREE_KEY])
+        except (ValueError, RecursionError) as exc:
+            raise SerializationError(f"{path}: corrupted structure ({type(exc).__name__}: "
+                                     f"{str(exc)[:200]})") from None
+        return nested.unflatten(tree, arrays, make, str(path))
     out = {}
     for key in list(arrays):
-        arr = np.array(arrays.pop(key))      # own, writable memory (not the file buffer)
-        out[key] = Tensor(backend.to_device(arr, device), dtype=arr.dtype)
+        out[key] = make(np.array(arrays.pop(key)))    # own, writable memory (not the buffer)
     return out
 
 
 def load_metadata(path) -> dict[str, str]:
-    """The string metadata saved with ``save(..., metadata=)``; reads only the header."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"load_metadata: no such file {str(path)!r}") from None
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        header = _parse_header(path, size, f.read(8), f.read)
-    metadata = dict(header.get("__metadata__") or {})
-    metadata.pop(CHECKSUM_KEY, None)
-    metadata.pop(FORMAT_KEY, None)
-    return metadata
+    """The string metadata saved with ``save(..., metadata=)``. The whole file is read and
+    its checksum verified, as ``load`` does: metadata that was changed raises."""
+    return load_with_metadata(path, "load_metadata")[1]
 
 
 # ----------------------------------------------------------------------------- optimizer state
@@ -347,10 +385,10 @@ def save_optimizer_state(state_dict: dict, path, metadata: dict[str, str] | None
 def load_optimizer_state(path) -> dict:
     """Read a file written by ``save_optimizer_state``; pass the result to
     ``Optimizer.load_state_dict``."""
-    arrays, metadata = _read(path)
+    arrays, metadata = _read(path, "load_optimizer_state")
     return tensors_to_optimizer_state({k: np.array(v) for k, v in arrays.items()}, metadata)
 
 
-__all__ = ["save", "load", "load_metadata", "load_arrays", "optimizer_state_to_tensors",
-           "tensors_to_optimizer_state", "save_optimizer_state", "load_optimizer_state",
-           "CHECKSUM_KEY", "FORMAT_KEY"]
+__all__ = ["save", "load", "load_metadata", "load_arrays", "load_with_metadata",
+           "optimizer_state_to_tensors", "tensors_to_optimizer_state", "save_optimizer_state",
+           "load_optimizer_state", "atomic_write", "CHECKSUM_KEY", "FORMAT_KEY", "TREE_KEY"]

@@ -14,6 +14,7 @@ import numpy as np
 
 from .autograd import _toposort_all
 from .errors import GraphError
+from .fileio import atomic_write
 from .tensor import Tensor
 
 
@@ -66,11 +67,14 @@ def backward_graph(loss: Tensor, names: dict | None = None) -> str:
 
 
 def render(dot_text: str, path: str, fmt: str | None = None) -> str:
-    """Render DOT text to SVG/PNG/PDF with Graphviz's ``dot`` program."""
+    """Render DOT text to SVG/PNG/PDF with Graphviz's ``dot`` program; the picture is
+    written atomically (minigrad.fileio), never by ``dot`` itself."""
     exe = shutil.which("dot")
     if exe is None:
         raise RuntimeError("render: Graphviz's 'dot' program is not installed "
                            "(apt-get install graphviz); the DOT text itself needs nothing")
     fmt = fmt or str(path).rsplit(".", 1)[-1]
-    subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot_text.encode(), check=True)
+    picture = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), check=True,
+                             stdout=subprocess.PIPE).stdout
+    atomic_write(path, picture)
     return str(path)

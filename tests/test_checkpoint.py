@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import serialization
+from minigrad import fileio, serialization
 from minigrad.optim import AdamW
 from minigpt.checkpoint import (CKPT_NAME, FORMAT, checkpoint_path, load_checkpoint,
                                 save_checkpoint)
@@ -104,7 +104,7 @@ def test_crash_during_save_keeps_previous(tmp_path, monkeypatch):
         f.write(data[: len(data) // 2])
         raise OSError("simulated crash while writing")
 
-    monkeypatch.setattr(serialization, "_write_all", crash)
+    monkeypatch.setattr(fileio, "_write_all", crash)
     model.transformer.wte.weight.array += 1.0
     with pytest.raises(OSError, match="simulated crash"):
         _save(tmp_path, model, opt, step=3)
@@ -145,7 +145,7 @@ def test_crash_during_training_save_keeps_previous(tmp_path, monkeypatch):
         f.write(data[:100])
         raise OSError("disk full")
 
-    monkeypatch.setattr(serialization, "_write_all", crash)
+    monkeypatch.setattr(fileio, "_write_all", crash)
     with pytest.raises(OSError, match="disk full"):
         train(_tiny(tmp_path, resume=True, max_iters=4))
     monkeypatch.undo()

@@ -62,18 +62,18 @@ def _kill(proc) -> None:
 WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from minigrad import serialization
+    from minigrad import fileio
     from minigrad.optim import AdamW
     from minigpt.checkpoint import save_checkpoint
     from minigpt.data import tokenizer_to_text
     from minigpt.model import GPT, GPTConfig
     from minigpt.tokenizer import CharTokenizer
 
-    real = serialization._write_all
+    real = fileio._write_all
     def slow_write(f, data):            # a slow disk: 4 KiB at a time, so kills land mid-write
         for i in range(0, len(data), 4096):
             f.write(data[i:i + 4096]); f.flush(); time.sleep(0.0005)
-    serialization._write_all = slow_write
+    fileio._write_all = slow_write
 
     path, first = sys.argv[1], int(sys.argv[2])
     model = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=2, n_head=2, n_embd=32))

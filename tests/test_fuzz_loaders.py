@@ -457,6 +457,92 @@ def test_checkpoint_config_cannot_allocate_more_than_the_file(ckpt_file, tmp_pat
         assert isinstance(got, MinigptError) and "needs at least" in str(got), (field, got)
 
 
+# ----------------------------------------------------------------------------- optimizer state
+_STATE_VALUES = st.sampled_from([
+    np.zeros((), np.float32), np.float32(0.5), np.zeros(3, np.float32), np.zeros((2, 2)),
+    np.zeros((8, 8), np.int64), np.zeros((8, 8), bool), np.full((8, 8), np.nan, np.float32),
+    np.full((8, 8), -1.0, np.float32), np.zeros((8, 8), np.complex64), float("nan"), -1, 1.5,
+    2 ** 70, float("inf"), None, "3", True, [], {}, 0, 7])
+_GROUP_VALUES = st.sampled_from([float("inf"), -1e28, float("nan"), -1.0, 0.0, 1e-300, "x",
+                                 None, True, [0.9], [1.5, 0.9], [0.9, float("nan")], {}, 3])
+
+
+def _optimizer_round_trip(loader: str, sd: dict, path: Path):
+    """Save ``sd`` through ``loader``, load it into a fresh AdamW, take a step: the weights
+    must stay finite (or a project error must say why not)."""
+    model = GPT(TINY)
+    opt = AdamW(weight_decay_groups(model.named_parameters(), 0.1), lr=1e-2)
+    if loader == "save_optimizer_state":
+        serialization.save_optimizer_state(sd, path)
+        opt.load_state_dict(serialization.load_optimizer_state(path))
+    elif loader == "mg.save":
+        mg.save({"optimizer": sd}, path)
+        opt.load_state_dict(mg.load(path)["optimizer"])
+    else:
+        real = opt.state_dict
+        opt.state_dict = lambda: sd
+        save_checkpoint(path, model, opt, step=1, train_config={}, tokenizer_text="")
+        opt.state_dict = real
+        load_checkpoint(path).restore(model, opt)
+    x = np.arange(16).reshape(2, 8) % 40
+    model(x, x)[1].backward()
+    opt.step()
+    assert all(np.isfinite(p.numpy()).all() for p in model.parameters()), "NaN weights"
+
+
+@FUZZ
+@given(data=st.data(), loader=st.sampled_from(["save_optimizer_state", "mg.save", "checkpoint"]))
+def test_optimizer_state_fuzz(ckpt_file, tmp_path, data, loader):
+    """Optimizer state with one hostile value, through every loader that carries it: a
+    project error or a step with finite weights, never a crash, a NaN or a KeyError."""
+    import copy
+    sd = copy.deepcopy(load_checkpoint(ckpt_file).optimizer_state)
+    if data.draw(st.booleans()):
+        index = data.draw(st.sampled_from(sorted(sd["state"])))
+        name = data.draw(st.sampled_from(["step", "exp_avg", "exp_avg_sq", "other"]))
+        if data.draw(st.booleans()) and name in sd["state"][index]:
+            del sd["state"][index][name]
+        else:
+            sd["state"][index][name] = data.draw(_STATE_VALUES)
+    else:
+        group = data.draw(st.sampled_from(sd["param_groups"]))
+        group[data.draw(st.sampled_from(sorted(group)))] = data.draw(_GROUP_VALUES)
+    outcome(_optimizer_round_trip, loader, sd, tmp_path / "o.safetensors")
+
+
+# ----------------------------------------------------------------------------- nested files
+@pytest.fixture(scope="module")
+def nested_file(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("nested") / "n.safetensors"
+    mg.save({"model": {"w": mg.tensor(np.arange(6.0).reshape(2, 3))}, "step": 3,
+             "opt": {"state": {0: {"exp_avg": np.ones(3)}}, "betas": (0.9, 0.95)},
+             "f": [float("nan"), None, "s"]}, path)
+    return path.read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_nested_file_fuzz(nested_file, tmp_path, data):
+    path = _write(tmp_path / "n.safetensors", data.draw(mutated(nested_file)))
+    outcome(mg.load, path)
+
+
+@FUZZ
+@given(tree=_JSON | st.sampled_from(['{"dict": [["w", {"tensor": "model.w"}]]}', "[" * 5000]))
+def test_nested_structure_fuzz(nested_file, tmp_path, tree):
+    """Hostile structures with a recomputed checksum (only the structure checks can catch
+    them): a project error or an object, never a crash."""
+    src = _write(tmp_path / "good.safetensors", nested_file)
+    arrays, meta = serialization._read(src)
+    meta[serialization.TREE_KEY] = tree if isinstance(tree, str) else json.dumps(tree)
+    header = {**meta, serialization.CHECKSUM_KEY: serialization._checksum(arrays, meta),
+              serialization.FORMAT_KEY: serialization.FORMAT}
+    import safetensors.numpy
+    path = _write(tmp_path / "bad.safetensors", safetensors.numpy.save(dict(arrays),
+                                                                       metadata=header))
+    outcome(mg.load, path)
+
+
 # ----------------------------------------------------------------------------- pretrained folders
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory) -> dict:
@@ -598,6 +684,11 @@ def test_trace_cli_fuzz(argv):
 
 
 # ----------------------------------------------------------------------------- data cache
+_DAMAGED_SIDECARS = ["[" * 100_000, '{"a": ' * 50_000, '{"length": ' + "1" * 5000 + "}",
+                     '{"length": Infinity, "dtype": "uint16"}', '{"length": NaN}', "[]", "7",
+                     '"x"', "null", '{"key": ' + "9" * 5000 + "}", '{"dtype": ["<u2"]}']
+
+
 @FUZZ
 @given(data=st.data(), which=st.sampled_from(["train.json", "train.bin", "tokenizer-bpe.json",
                                               "tokenizer-bpe.txt"]))
@@ -616,11 +707,15 @@ def test_token_cache_fuzz(tmp_path_factory, data, which):
     del fresh
     f = d / "cache" / which
     good = f.read_bytes()
-    if which.endswith(".json") and data.draw(st.booleans()):
+    op = data.draw(st.sampled_from(["field", "text", "bytes"]) if which.endswith(".json")
+                   else st.just("bytes"))
+    if op == "field":
         meta = json.loads(good)
         meta[data.draw(st.sampled_from(sorted(meta)))] = data.draw(
-            _HOSTILE | st.sampled_from([2 ** 40, -5, "uint64", "float32", "object"]))
-        f.write_text(json.dumps(meta))
+            _HOSTILE | st.sampled_from([2 ** 40, -5, "uint64", "float32", "object", 12.0]))
+        f.write_text(json.dumps(meta))      # inf is written as Infinity
+    elif op == "text":                      # what the outside harness planted
+        f.write_text(data.draw(st.sampled_from(_DAMAGED_SIDECARS)))
     else:
         f.write_bytes(data.draw(mutated(good)))
     with peak_below(64 << 20):

@@ -6,7 +6,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn, optim
-from minigrad.errors import ShapeError
+from minigrad.errors import StateDictError
 
 
 def grad_fn(p):
@@ -259,7 +259,7 @@ def test_load_state_dict_copies_and_casts_and_rejects_mismatches():
     with pytest.raises(ValueError, match="1 parameter groups, this optimizer has 2"):
         optim.Adam([{"params": a[:1]}, {"params": a[1:]}]).load_state_dict(sd)
     wrong = [nn.Parameter(np.zeros((5,))) for _ in a]
-    with pytest.raises(ShapeError, match=r"state\.0\.exp_avg has shape \(3, 4\).*\(5,\)"):
+    with pytest.raises(StateDictError, match=r"state\.0\.exp_avg has shape \(3, 4\).*\(5,\)"):
         optim.Adam(wrong).load_state_dict(sd)
 
 

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 import minigrad.functional as F
-from minigrad import backend, nn, optim, serialization
+from minigrad import backend, fileio, nn, optim, serialization
 from minigrad.errors import SerializationError
 
 DTYPES = [np.float16, np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
@@ -162,7 +162,7 @@ def test_crash_mid_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
         f.flush()
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(serialization, "_write_all", crash)
+    monkeypatch.setattr(fileio, "_write_all", crash)
     with pytest.raises(OSError, match="simulated"):
         serialization.save({"w": np.zeros(5000)}, path, metadata={"v": "2"})
     assert path.read_bytes() == before
@@ -178,7 +178,7 @@ def test_interrupt_mid_write_cleans_up_too(tmp_path, monkeypatch):
         f.write(data[:10])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serialization, "_write_all", interrupt)
+    monkeypatch.setattr(fileio, "_write_all", interrupt)
     with pytest.raises(KeyboardInterrupt):
         serialization.save({"w": np.zeros(3)}, path)
     assert os.listdir(tmp_path) == []

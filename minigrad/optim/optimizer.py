@@ -94,6 +94,9 @@ class Optimizer:
                 raise ValueError(f"param_group: parameter group didn't specify a value of "
                                  f"required optimization parameter {name!r}")
             group.setdefault(name, default)
+        where = f"param_groups[{len(self.param_groups)}]"
+        self._check_hyperparameters(
+            group, lambda name, msg: ArgumentError(f"{where}[{name!r}]: {msg}"))
         self.param_groups.append(group)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -182,9 +185,12 @@ class Optimizer:
                 raise StateDictError(f"state_dict: parameter group {i} has "
                                      f"{len(saved['params'])} parameters in the loaded state "
                                      f"dict, {len(group['params'])} in this optimizer")
-        params = {}
-        for saved, group in zip(saved_groups, self.param_groups):
-            params.update(zip((_index_of(i) for i in saved["params"]), group["params"]))
+        new_groups = [self._loaded_group(i, saved, group)
+                      for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups))]
+        params, group_of = {}, {}
+        for saved, group, new in zip(saved_groups, self.param_groups, new_groups):
+            for i, p in zip((_index_of(i) for i in saved["params"]), group["params"]):
+                params[i], group_of[i] = p, {**group, **new}
         new_state = {}
         for key, saved_state in saved_states.items():
             index = _index_of(key)
@@ -194,43 +200,85 @@ class Optimizer:
             if not isinstance(saved_state, dict):
                 raise StateDictError(f"state_dict: state {index} must be a dict, got "
                                      f"{type(saved_state).__name__}")
-            p = params[index]
-            new_state[p] = {name: self._cast_state(p, f"state.{index}.{name}", value)
-                            for name, value in saved_state.items()}
-        new_groups = []
-        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            new = {}
-            for name, value in saved.items():
-                if name == "params":
-                    continue
-                if isinstance(self.defaults.get(name), tuple) and isinstance(value, list):
-                    value = tuple(value)   # betas come back from JSON as a list
-                _check_hyperparameter(i, name, value, group.get(name))
-                new[name] = copy.deepcopy(value)
-            new_groups.append(new)
+            new_state[params[index]] = self._loaded_state(
+                params[index], f"state.{index}", saved_state, group_of[index])
         for group, new in zip(self.param_groups, new_groups):
             group.update(new)
         self.state = new_state
 
-    @staticmethod
-    def _cast_state(p, key, value):
-        if hasattr(value, "array") and hasattr(value, "grad"):   # a Tensor
-            value = value.array
-        if not _is_array(value):
-            if value is not None and not isinstance(value, numbers.Real):   # step counts
-                raise StateDictError(f"state_dict: {key} must be an array or a number, got "
-                                     f"{type(value).__name__} {value!r}"[:200])
-            return copy.deepcopy(value)
-        if value.dtype.kind not in "biuf":
-            raise StateDictError(f"state_dict: {key} has dtype {value.dtype}, expected a "
-                                 "numeric array")
-        xp = backend.get_array_module(p.array)
-        arr = backend.to_device(value, backend.device_of(p.array))
-        if arr.ndim > 0 and tuple(arr.shape) != tuple(p.array.shape):
-            raise ShapeError(f"state_dict: {key} has shape {tuple(arr.shape)}, the parameter "
-                             f"has shape {tuple(p.array.shape)}")
-        dtype = p.array.dtype if arr.dtype.kind == "f" else arr.dtype
-        return xp.array(arr, dtype=dtype, copy=True)
+    # ------------------------------------------------------------------ checks
+    # Each optimizer states the range of each hyperparameter once (_RANGES); the
+    # constructor, add_param_group and load_state_dict all check against it.
+    _RANGES: dict = {}     # name -> (predicate on finite numbers, what the value must be)
+
+    @classmethod
+    def _check_hyperparameters(cls, values: dict, error) -> None:
+        """Raise ``error(name, message)`` unless every hyperparameter in ``values`` that this
+        optimizer knows is finite and in its range (a tuple such as betas: every item
+        finite). Flags (amsgrad, nesterov, ...) take any truth value, as in torch; loaded
+        ones must be bools like the optimizer's own (``_check_hyperparameter``)."""
+        for name, (ok, expected) in cls._RANGES.items():
+            if name not in values:
+                continue
+            value = values[name]
+            items = value if isinstance(value, tuple) else (value,)
+            if not (all(_is_number(v) for v in items) and ok(value)):
+                raise error(name, f"expected {expected}, got {value!r}"[:300])
+
+    def _loaded_group(self, i: int, saved: dict, group: dict) -> dict:
+        """The hyperparameters of saved group ``i``: checked, copied."""
+        new = {}
+        for name, value in saved.items():
+            if name == "params":
+                continue
+            if isinstance(self.defaults.get(name), tuple) and isinstance(value, list):
+                value = tuple(value)   # betas come back from JSON as a list
+            _check_hyperparameter(i, name, value, group.get(name))
+            new[name] = copy.deepcopy(value)
+        self._check_hyperparameters(
+            {**group, **new},
+            lambda name, msg: StateDictError(f"state_dict: param_groups[{i}][{name!r}]: {msg}"))
+        return new
+
+    # The state each optimizer keeps per parameter: names that must all be there once the
+    # parameter has any state, names that may be, and the name of the step count if any.
+    _STATE_REQUIRED: tuple = ()
+    _STATE_OPTIONAL: tuple = ()
+    _STEP: str | None = None
+    _NONNEGATIVE: tuple = ()       # moments that are means of squares
+
+    def _state_names(self, group: dict) -> tuple[tuple, tuple]:
+        """(required, optional) state names of a parameter of ``group`` that has state."""
+        return self._STATE_REQUIRED, self._STATE_OPTIONAL
+
+    def _loaded_state(self, p, where: str, saved: dict, group: dict) -> dict:
+        """A parameter's saved state, checked and copied onto its device and dtype: every
+        name this optimizer keeps is there (or none at all: a parameter never stepped), the
+        step count is a whole number >= 0, every moment a finite floating array of exactly
+        the parameter's shape (second moments >= 0)."""
+        if not saved:
+            return {}
+        required, optional = self._state_names(group)
+        unknown = [n for n in saved if n not in required and n not in optional]
+        if unknown:
+            raise StateDictError(f"state_dict: {where}.{unknown[0]} is not state that "
+                                 f"{type(self).__name__} keeps (it keeps "
+                                 f"{sorted(required + optional)})"[:300])
+        missing = [n for n in required if n not in saved]
+        if missing:
+            raise StateDictError(f"state_dict: {where} lacks {missing} (it has "
+                                 f"{sorted(saved)}); {type(self).__name__} needs "
+                                 f"{list(required)} once a parameter has state")
+        out = {}
+        for name, value in saved.items():
+            key = f"{where}.{name}"
+            if name == self._STEP:
+                out[name] = _step_count(key, value)
+            elif value is None and name in optional:
+                out[name] = None
+            else:
+                out[name] = _moment(p, key, value, name in self._NONNEGATIVE)
+        return out
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -248,6 +296,55 @@ def _index_of(key) -> int:
             (isinstance(key, str) and not (key.isascii() and key.isdigit() and len(key) < 10)):
         raise StateDictError(f"state_dict: parameter indices must be ints, got {key!r}"[:200])
     return int(key)
+
+
+_MAX_STEP = 2 ** 63 - 1     # a step count beyond int64 is damage (and beta ** step overflows)
+
+
+def _step_count(key: str, value) -> int:
+    """A saved step count as an int: a whole number in [0, 2**63) (torch saves a 0-d float
+    tensor, JSON an int)."""
+    if hasattr(value, "array") and hasattr(value, "grad"):   # a Tensor
+        value = value.array
+    if _is_array(value):
+        if value.shape != () or value.dtype.kind not in "iuf":
+            raise StateDictError(f"state_dict: {key} must be a step count (a number or a 0-d "
+                                 f"array), got an array of shape {tuple(value.shape)} and "
+                                 f"dtype {value.dtype}")
+        value = backend.to_numpy(value).item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            not (math.isfinite(value) and value == int(value) and 0 <= value <= _MAX_STEP):
+        raise StateDictError(f"state_dict: {key} must be a step count, a whole number in "
+                             f"[0, 2**63), got {type(value).__name__} {value!r}"[:200])
+    return int(value)
+
+
+def _moment(p, key: str, value, nonnegative: bool = False):
+    """A saved moment (exp_avg, momentum_buffer, ...), checked: a floating array of exactly
+    ``p``'s shape, finite (and >= 0 if ``nonnegative``); returned as a copy on ``p``'s device
+    in ``p``'s dtype."""
+    if hasattr(value, "array") and hasattr(value, "grad"):   # a Tensor
+        value = value.array
+    if not _is_array(value):
+        raise StateDictError(f"state_dict: {key} must be an array of the parameter's shape "
+                             f"{tuple(p.array.shape)}, got {type(value).__name__} "
+                             f"{value!r}"[:200])
+    if value.dtype.kind != "f":
+        raise StateDictError(f"state_dict: {key} has dtype {value.dtype}, expected a floating "
+                             f"dtype (the parameter's is {p.array.dtype})")
+    if tuple(value.shape) != tuple(p.array.shape):
+        raise StateDictError(f"state_dict: {key} has shape {tuple(value.shape)}, the "
+                             f"parameter has shape {tuple(p.array.shape)}")
+    xp = backend.get_array_module(p.array)
+    arr = xp.array(backend.to_device(value, backend.device_of(p.array)), dtype=p.array.dtype,
+                   copy=True)
+    if not bool(xp.isfinite(arr).all()):        # the next step would make the weights NaN
+        raise StateDictError(f"state_dict: {key} holds NaN or infinite values (saved from a "
+                             "run that diverged, or damaged)")
+    if nonnegative and bool((arr < 0).any()):   # a second moment: sqrt of it is taken
+        raise StateDictError(f"state_dict: {key} holds negative values; it is a mean of "
+                             "squares, >= 0")
+    return arr
 
 
 def _check_hyperparameter(group: int, name: str, value, current) -> None:
@@ -274,11 +371,12 @@ def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _check(name, value, ok, expected):
-    """``ok`` is a predicate on a finite number (or a tuple of them, for betas)."""
-    items = value if isinstance(value, tuple) else (value,)
-    if not (all(_is_number(v) for v in items) and ok(value)):
-        raise ArgumentError(f"{name}: expected {expected}, got {value!r}")
+def _constructor_error(name, message):
+    return ArgumentError(f"{name}: {message}")
+
+
+def _at_least_0(v) -> bool:
+    return v >= 0
 
 
 # ----------------------------------------------------------------------------- SGD
@@ -291,17 +389,29 @@ class SGD(Optimizer):
     p -= lr * g
     """
 
+    _RANGES = {"lr": (_at_least_0, "a learning rate >= 0"),
+               "momentum": (_at_least_0, "momentum >= 0"),
+               "dampening": (lambda v: True, "a finite number"),
+               "weight_decay": (_at_least_0, "weight_decay >= 0")}
+    _STATE_OPTIONAL = ("momentum_buffer",)     # None or missing: the next step starts one
+
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
-        _check("lr", lr, lambda v: v >= 0, "a learning rate >= 0")
-        _check("momentum", momentum, lambda v: v >= 0, "momentum >= 0")
-        _check("weight_decay", weight_decay, lambda v: v >= 0, "weight_decay >= 0")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(f"nesterov: Nesterov momentum requires a momentum > 0 and zero "
-                             f"dampening, got momentum={momentum}, dampening={dampening}")
+        self._check_hyperparameters(dict(lr=lr, momentum=momentum, dampening=dampening,
+                                         weight_decay=weight_decay, nesterov=nesterov),
+                                    _constructor_error)
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
+
+    @classmethod
+    def _check_hyperparameters(cls, values: dict, error) -> None:
+        super()._check_hyperparameters(values, error)
+        if values.get("nesterov") and (values.get("momentum", 0) <= 0 or
+                                       values.get("dampening", 0) != 0):
+            raise error("nesterov", f"Nesterov momentum requires a momentum > 0 and zero "
+                                    f"dampening, got momentum={values.get('momentum')}, "
+                                    f"dampening={values.get('dampening')}")
 
     def _update(self, p, grad, state, group):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
@@ -331,15 +441,25 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    _RANGES = {"lr": (_at_least_0, "a learning rate >= 0"),
+               "betas": (lambda v: isinstance(v, tuple) and len(v) == 2 and
+                         all(0 <= b < 1 for b in v), "two values in [0, 1)"),
+               "eps": (_at_least_0, "eps >= 0"),
+               "weight_decay": (_at_least_0, "weight_decay >= 0")}
+    _STEP = "step"
+    _NONNEGATIVE = ("exp_avg_sq", "max_exp_avg_sq")
+
+    def _state_names(self, group):
+        """step, exp_avg and exp_avg_sq; with amsgrad also max_exp_avg_sq."""
+        if group.get("amsgrad"):
+            return ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"), ()
+        return ("step", "exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",)
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
-        _check("lr", lr, lambda v: v >= 0, "a learning rate >= 0")
-        _check("eps", eps, lambda v: v >= 0, "eps >= 0")
         betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
-        _check("betas", betas if isinstance(betas, tuple) else (betas, None),
-               lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)")
-        _check("weight_decay", weight_decay, lambda v: v >= 0, "weight_decay >= 0")
+        self._check_hyperparameters(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
+                                    _constructor_error)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                                       amsgrad=amsgrad, maximize=maximize))
 
@@ -353,16 +473,23 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = xp.zeros_like(p.array)
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(p.array)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if getattr(m, "shape", None) != p.array.shape or getattr(v, "shape", None) != \
+                p.array.shape:   # state set by hand (load_state_dict checks it)
+            raise StateDictError(f"{type(self).__name__}.step: a parameter of shape "
+                                 f"{tuple(p.array.shape)} has exp_avg of shape "
+                                 f"{getattr(m, 'shape', None)} and exp_avg_sq of shape "
+                                 f"{getattr(v, 'shape', None)}; both must have its shape")
         state["step"] += 1
         t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
         loops = None if group["amsgrad"] else backend.kernels_for(xp, p.array, grad, m, v)
-        if loops is not None:                 # the same steps, compiled: one pass
+        if loops is not None:   # the same steps, compiled: one pass (floats: one signature)
             loops.adam_step_(p.array.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
                              -1.0 if group["maximize"] else 1.0,
-                             0.0 if self._decoupled else wd,
-                             1 - lr * wd if self._decoupled else 1.0,
-                             beta1, beta2, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t), eps)
+                             0.0 if self._decoupled else float(wd),
+                             float(1 - lr * wd) if self._decoupled else 1.0,
+                             float(beta1), float(beta2), float(lr / (1 - beta1 ** t)),
+                             math.sqrt(1 - beta2 ** t), float(eps))
             return
         if group["maximize"]:
             grad = -grad
