@@ -271,10 +271,11 @@ def add_sampling_flags(parser, *, max_new_tokens: int, num_samples: bool = True,
     add("seed", optional(int), DEFAULTS.seed)
 
 
-def check_sampling_flags(args) -> None:
+def check_sampling_flags(args, prompt: str = "--prompt") -> None:
     """ConfigError naming the flag (``--top_p must be ...``) for a sampling setting out of
-    range, by the one check all commands share."""
-    from .sampling import check_sampling_settings
+    range, or a prompt that is not UTF-8 text, by the checks all commands share."""
+    from .sampling import check_prompt, check_sampling_settings
+    check_prompt(args.prompt, prompt)
     check_sampling_settings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p,
                             num_samples=getattr(args, "num_samples", 1), seed=args.seed,

@@ -91,5 +91,20 @@ def check_sampling_settings(*, max_new_tokens=0, temperature=DEFAULTS.temperatur
     need(seed is None or (_is_int(seed) and seed >= 0), "seed", "an int >= 0 or None", seed)
 
 
+def check_prompt(text, where: str = "sample: prompt") -> None:
+    """ConfigError unless ``text`` is str that encodes as UTF-8: a command-line argument
+    holding bytes that are not UTF-8 arrives as lone surrogates (``\\udcff`` for 0xff)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{where} must be str, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        what = (f"the byte 0x{ord(bad) - 0xdc00:02x}" if 0xdc80 <= ord(bad) <= 0xdcff
+                else f"a lone surrogate U+{ord(bad):04X}")
+        raise ConfigError(f"{where} must be valid UTF-8 text, got {what} at character "
+                          f"{exc.start}") from None
+
+
 __all__ = ["SamplingSettings", "DEFAULTS", "TRACE_MAX_NEW_TOKENS", "HELP",
-           "check_sampling_settings"]
+           "check_sampling_settings", "check_prompt"]

@@ -54,7 +54,7 @@ from minigrad import backend
 from .cli import ArgumentParser, add_sampling_flags, check_sampling_flags, command
 from .errors import ConfigError
 from .model import GPT, KVCache, Recorder, _check_sampling, filter_logits, sample_next
-from .sampling import TRACE_MAX_NEW_TOKENS
+from .sampling import TRACE_MAX_NEW_TOKENS, check_prompt
 
 __all__ = ["STAGES", "Stage", "FDCheck", "Backward", "TokenTrace", "trace", "block_graph",
            "fresh_model", "main"]
@@ -922,7 +922,9 @@ def _check_args(args) -> None:
     """ConfigError naming the flag for a value out of range, before anything is loaded."""
     if not args.prompt:
         raise ConfigError("the prompt to trace must be non-empty text, got ''")
-    check_sampling_flags(args)
+    check_sampling_flags(args, prompt="the prompt to trace")
+    if args.target is not None:
+        check_prompt(args.target, "--target")
 
 
 def _check_graph_layer(args, model) -> None:

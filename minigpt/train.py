@@ -60,7 +60,7 @@ from .cli import ArgumentParser, command, require_device
 from .errors import CheckpointError, ConfigError
 from .model import GPT, GPTConfig
 from .resume import SCHEDULE_FIELDS, resolved_paths, resume_command, resume_settings
-from .sampling import DEFAULTS as SAMPLING, check_sampling_settings
+from .sampling import DEFAULTS as SAMPLING, check_prompt, check_sampling_settings
 
 
 # ============================================================================= config
@@ -207,6 +207,7 @@ def _validate(c: TrainConfig) -> None:
     need(c.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'")
     need(c.seed >= 0, "seed", "a non-negative int")
     need(c.num_samples >= 0, "num_samples", ">= 0")
+    check_prompt(c.prompt, "TrainConfig.prompt")
     check_sampling_settings(max_new_tokens=c.sample_tokens, temperature=c.temperature,
                             top_k=c.top_k, top_p=c.top_p, where="TrainConfig.",
                             names={"max_new_tokens": "sample_tokens"})

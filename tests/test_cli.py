@@ -49,7 +49,7 @@ def run_many(cases, cwd):
     """Run ``python -m minigpt <argv>`` for every case at once; [(argv, CompletedProcess)]."""
     procs = [(argv, subprocess.Popen([sys.executable, "-m", "minigpt", *argv], cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=_env()))
+                                     encoding="utf-8", errors="replace", env=_env()))
              for argv in cases]
     results = []
     for argv, p in procs:
@@ -78,6 +78,10 @@ def test_bad_input_is_one_line_and_a_documented_exit_code(ckpt, tmp_path):
         ["trace", "hi", "--graph-layer", "9", "--ckpt", str(ckpt)] + out,
         ["trace", "hi", "--graph_layer", "-1"] + out,
         ["trace", "hi", "--bogus"] + out,
+        ["trace", "\udcff"] + out,                      # argv bytes that are not UTF-8
+        ["trace", "hi", "--target", "\udcfe"] + out,
+        ["sample", "--ckpt", str(ckpt), "--prompt", "a\udcff"],
+        ["train", "--prompt", "\udcff", "--out_dir", str(tmp_path / "t")],
         ["sample", "--ckpt", str(ckpt), "--temperature", "nan"],
         ["sample", "--ckpt", str(ckpt), "--temperature", "-1"],
         ["sample", "--ckpt", str(ckpt), "--top-p", "1.5"],
@@ -127,6 +131,8 @@ def test_error_messages_name_the_flag(ckpt, tmp_path):
         (["train", "--n_layers", "2"], "unknown flag --n_layers; did you mean --n_layer?"),
         (["sample", "--top-pp", "2"], "unknown flag --top-pp; did you mean --top_p?"),
         (["trian"], "did you mean 'train'?"),
+        (["sample", "--prompt", "ab\udcff"], "--prompt must be valid UTF-8 text, got the byte "
+                                             "0xff at character 2"),
     ]
     results = run_many([argv for argv, _ in cases], tmp_path)
     for (argv, r), (_, want) in zip(results, cases):

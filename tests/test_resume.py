@@ -1,16 +1,22 @@
 """`minigpt train --resume`: paths in a checkpoint are data, never orders (issue 17 item 7);
 the learning rate never changes silently (item 12); resume works from another working
 directory and the Ctrl-C hint is the whole command (item 13)."""
+import json
 import os
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, strategies as st
 
 from minigpt import train as train_mod
 from minigpt.checkpoint import CKPT_NAME, load_checkpoint, save_checkpoint
 from minigpt.corpus import builtin_corpus
+from minigpt.errors import PROJECT_ERRORS
+from minigpt.resume import same_path
 from minigpt.train import TrainConfig, config_from_args, main, read_log, train
+from minigrad import serialization
 from minigrad.optim import AdamW, cosine_with_warmup, weight_decay_groups
 
 TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "16",
@@ -176,3 +182,40 @@ def test_resume_command_quotes_paths():
     cmd = train_mod.resume_command(TrainConfig(out_dir="/tmp/my run", data="/d/it's.txt"))
     assert shlex.split(cmd) == ["minigpt", "train", "--resume", "--out_dir", "/tmp/my run",
                                 "--data", "/d/it's.txt"]
+
+
+# ----------------------------------------------------------------------------- fuzz
+_HOSTILE_PATHS = st.one_of(
+    st.none(), st.integers(), st.lists(st.integers(), max_size=2), st.text(max_size=12),
+    st.sampled_from(["../victim", "/etc", "/", "", ".", "run\0x", "~/.ssh", "out/../../v",
+                     "out/cache", "cache", "\udcff", "-rf"]))
+
+
+@given(paths=st.fixed_dictionaries({}, optional={k: _HOSTILE_PATHS
+                                                 for k in ("out_dir", "data", "cache_dir")}),
+       trust=st.booleans(), give_data=st.booleans(), give_cache=st.booleans())
+def test_paths_inside_a_checkpoint_fuzz(tmp_path_factory, paths, trust, give_data, give_cache):
+    """Whatever paths a checkpoint holds: the resumed run's out_dir is the user's, its data
+    is the user's --data (or, trusted, the checkpoint's), its cache is the user's, this
+    run's own or (trusted) the checkpoint's; or a project error, never another exception."""
+    d = tmp_path_factory.mktemp("ck")
+    out = d / "out"
+    out.mkdir()
+    serialization.save({"x": np.zeros(1, np.float32)}, out / CKPT_NAME,
+                       {"train_config": json.dumps({"n_layer": 1, "max_iters": 2, **paths})})
+    argv = ["--resume", "--out_dir", str(out)] + ["--trust_checkpoint_paths"] * trust \
+        + ["--data", str(d / "mine.txt")] * give_data \
+        + ["--cache_dir", str(d / "my_cache")] * give_cache
+    try:
+        c = config_from_args(argv)
+    except PROJECT_ERRORS:
+        return
+    assert c.out_dir == str(out)
+    if give_data:
+        assert c.data == str(d / "mine.txt")
+    elif not trust:
+        assert c.data is None                        # the built-in corpus: no path read
+    if give_cache:
+        assert c.cache_dir == str(d / "my_cache")
+    elif c.cache_dir is not None:
+        assert trust or same_path(c.cache_dir, out / "cache")
