@@ -106,13 +106,13 @@ class TrainConfig:
     ddp: bool = False                 # data-parallel over MPI ranks; batch_size is per rank
     ddp_check_interval: int = 100     # under ddp, compare the ranks' weights every this many steps
     # ---- samples printed at the end
-    # (the sampling defaults are minigpt.sampling's, shared with `minigpt sample` and `trace`)
-    num_samples: int = SAMPLING.num_samples         # how many samples to print after training; 0: none
-    sample_tokens: int = SAMPLING.max_new_tokens    # tokens per sample
-    prompt: str = ""                                # text the samples continue; "": start of a document
-    temperature: float = SAMPLING.temperature       # sampling temperature; 0: greedy
-    top_k: int | None = SAMPLING.top_k              # sample among the k most likely tokens; None: all
-    top_p: float | None = SAMPLING.top_p            # nucleus: most likely tokens up to probability p; None: all
+    # (defaults from minigpt.sampling, shared with `minigpt sample` and `minigpt trace`)
+    num_samples: int = SAMPLING.num_samples       # samples printed after training; 0: none
+    sample_tokens: int = SAMPLING.max_new_tokens  # tokens per sample
+    prompt: str = ""                  # text the samples continue; "": start of a document
+    temperature: float = SAMPLING.temperature     # sampling temperature; 0: greedy
+    top_k: int | None = SAMPLING.top_k            # sample among the k most likely tokens; None: all
+    top_p: float | None = SAMPLING.top_p          # nucleus: tokens up to probability p; None: all
 
     def __post_init__(self):
         for f in fields(self):
