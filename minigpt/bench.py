@@ -30,6 +30,7 @@ import minigrad as mg
 from minigrad import backend, optim
 from minigrad.fileio import atomic_write
 
+from .cli import ArgumentParser, command, require_device
 from .model import GPT, GPTConfig
 
 CONFIGS = {   # name: (model config, batch size), from issue 8
@@ -402,25 +403,35 @@ def print_ddp_report(res: dict) -> None:
           "here")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="minigpt bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    """The flags of ``minigpt bench`` (the two probes are internal: the benchmark starts
+    itself with them in fresh processes)."""
+    p = ArgumentParser(prog="minigpt bench", description=__doc__, raw_description=True)
     p.add_argument("--configs", default="tiny,small,bpe",
-                   help="comma-separated from " + ", ".join(CONFIGS))
+                   help="comma-separated from " + ", ".join(CONFIGS) + " (default: all)")
     p.add_argument("--steps", type=int, default=None,
                    help="timed steps per framework (default 40; with --ddp 20)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    p.add_argument("--no-generation", action="store_true")
-    p.add_argument("--no-tokenizer", action="store_true")
-    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where both frameworks run (default: cpu)")
+    p.add_argument("--no_torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--no_generation", action="store_true", help="skip the generation timings")
+    p.add_argument("--no_tokenizer", action="store_true", help="skip the tokenizer timings")
+    p.add_argument("--no_memory", action="store_true",
+                   help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--json", help="also write the figures to this JSON file")
-    p.add_argument("--memory-probe", nargs=2, metavar=("FRAMEWORK", "CONFIG"),
+    p.add_argument("--memory_probe", nargs=2, metavar=("FRAMEWORK", "CONFIG"),
                    help=argparse.SUPPRESS)
     p.add_argument("--ddp", action="store_true", help="instead: data-parallel tokens/s of 1 "
                    "and 2 MPI ranks on the first of --configs (needs mpi4py and mpiexec)")
-    p.add_argument("--ddp-probe", nargs=3, metavar=("CONFIG", "STEPS", "BATCH"),
+    p.add_argument("--ddp_probe", nargs=3, metavar=("CONFIG", "STEPS", "BATCH"),
                    help=argparse.SUPPRESS)
+    return p
+
+
+@command("bench")
+def main(argv=None) -> int:
+    """``minigpt bench``. Returns the exit status (minigpt.cli)."""
+    p = build_parser()
     args = p.parse_args(argv)
     if args.memory_probe:
         print(json.dumps(memory_probe(*args.memory_probe)))
@@ -432,23 +443,20 @@ def main(argv=None) -> int:
         return 0
     configs = [c for c in args.configs.split(",") if c]
     unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
+    if unknown or not configs:
         p.error(f"--configs: unknown {unknown}; expected names from {list(CONFIGS)}")
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be an int >= 1, got {args.steps}")
     if args.ddp:
-        from .ddp import DDPError
-        try:
-            res = time_ddp(configs[0], steps=args.steps or 20)
-        except DDPError as exc:
-            print(f"minigpt bench: error: {exc}", file=sys.stderr)
-            return 1
+        res = time_ddp(configs[0], steps=args.steps or 20)   # DDPError: one line (minigpt.cli)
         print_ddp_report(res)
         if args.json:
             atomic_write(args.json, json.dumps(res, indent=2).encode())
         return 0
+    require_device(args.device)
     use_torch = not args.no_torch and have_torch()
     if not use_torch and not args.no_torch:
         print("PyTorch is not installed: minigrad figures only (pip install torch==2.13.0)")
-    backend.check_device(args.device)
     res = run(configs, args.steps or 40, args.device, use_torch, not args.no_generation,
               not args.no_tokenizer, not args.no_memory)
     print_report(res)

@@ -52,7 +52,10 @@ import minigrad as mg
 from minigrad import backend
 from minigrad.fileio import atomic_write
 
+from .cli import ArgumentParser, add_sampling_flags, check_sampling_flags, command
+from .errors import ConfigError
 from .model import GPT, KVCache, Recorder, _check_sampling, filter_logits, sample_next
+from .sampling import TRACE_MAX_NEW_TOKENS, check_prompt
 
 __all__ = ["STAGES", "Stage", "FDCheck", "Backward", "TokenTrace", "trace", "block_graph",
            "fresh_model", "main"]
@@ -873,38 +876,42 @@ def _size(lo: int, hi: int):
     return parse
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        allow_abbrev=False, prog="minigpt trace", description="Record every stage of a token's life through a GPT, "
-        "forward and backward: a terminal report, trace.json and a self-contained trace.html.")
-    p.add_argument("prompt", help="the text to trace")
+def build_parser():
+    """The flags of ``minigpt trace`` (sampling flags and defaults shared with ``sample``)."""
+    p = ArgumentParser(
+        prog="minigpt trace", description="Record every stage of a token's life through a "
+        "GPT, forward and backward: a terminal report, trace.json and a self-contained "
+        "trace.html. With the same settings it picks the tokens `minigpt sample` prints first.")
+    p.add_argument("prompt", help="the text to trace (not empty)")
     p.add_argument("--ckpt", help="checkpoint directory (default: a freshly initialised model)")
     p.add_argument("--compare", metavar="OTHER_CKPT",
                    help="trace the prompt through a second checkpoint too and show both side "
                         "by side (e.g. before/after training)")
-    p.add_argument("--out", default="trace_out", help="output directory (default trace_out)")
-    p.add_argument("--max-new-tokens", "-n", type=_size(0, 4096), default=4)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=_size(1, 100), default=5, help="rows of the top-k tables")
+    p.add_argument("--out", default="trace_out", help="output directory (default: trace_out)")
+    add_sampling_flags(p, max_new_tokens=TRACE_MAX_NEW_TOKENS, num_samples=False,
+                       short_max_new_tokens="-n")
+    p.add_argument("--top", type=_size(1, 100), default=5,
+                   help="rows of the top-k tables (default: 5)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target", help="the actual next token (its text); default: the prompt's "
                                     "own continuation")
-    g.add_argument("--no-backward", action="store_true", help="forward only")
-    p.add_argument("--no-check", action="store_true", help="skip the finite-difference check")
-    p.add_argument("--graph-layer", type=int, default=0,
-                   help="write the forward/backward graph of this block as block.dot")
+    g.add_argument("--no_backward", action="store_true", help="forward only")
+    p.add_argument("--no_check", action="store_true", help="skip the finite-difference check")
+    p.add_argument("--graph_layer", type=int, default=0,
+                   help="write the forward/backward graph of this block as block.dot "
+                        "(default: 0)")
     p.add_argument("--quiet", "-q", action="store_true", help="do not print the report")
     init = p.add_argument_group("fresh model (without --ckpt)")
-    init.add_argument("--init-vocab", type=_size(257, 65536), default=512)
-    init.add_argument("--init-layers", type=_size(1, 48), default=2)
-    init.add_argument("--init-heads", type=_size(1, 64), default=4)
-    init.add_argument("--init-embd", type=_size(1, 2048), default=64)
-    init.add_argument("--init-block", type=_size(1, 4096), default=64)
-    init.add_argument("--init-seed", type=_size(0, 2**32 - 1), default=0)
-    return p.parse_args(argv)
+    for flag, (lo, hi), default, what in (
+            ("--init_vocab", (257, 65536), 512, "BPE vocabulary size"),
+            ("--init_layers", (1, 48), 2, "transformer blocks"),
+            ("--init_heads", (1, 64), 4, "attention heads"),
+            ("--init_embd", (1, 2048), 64, "width of the residual stream"),
+            ("--init_block", (1, 4096), 64, "context length in tokens"),
+            ("--init_seed", (0, 2**32 - 1), 0, "seed of the initial weights")):
+        init.add_argument(flag, type=_size(lo, hi), default=default,
+                          help=f"{what}, in [{lo}, {hi}] (default: {default})")
+    return p
 
 
 def write_trace_files(out, trace: TokenTrace, dot: str, compare: TokenTrace | None = None):
@@ -923,16 +930,34 @@ def write_trace_files(out, trace: TokenTrace, dot: str, compare: TokenTrace | No
         viz.render(dot, out / "block.svg")
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The parsed flags of ``minigpt trace``; their values are checked by ``main``."""
+    return build_parser().parse_args(argv)
+
+
+def _check_args(args) -> None:
+    """ConfigError naming the flag for a value out of range, before anything is loaded."""
+    if not args.prompt:
+        raise ConfigError("the prompt to trace must be non-empty text, got ''")
+    check_sampling_flags(args, prompt="the prompt to trace")
+    if args.target is not None:
+        check_prompt(args.target, "--target")
+
+
+def _check_graph_layer(args, model) -> None:
+    n_layer = model.config.n_layer
+    if not 0 <= args.graph_layer < n_layer:
+        raise ConfigError(f"--graph_layer must be a block of the model, in [0, {n_layer - 1}], "
+                          f"got {args.graph_layer}")
+
+
+@command("trace")
 def main(argv=None) -> int:
-    """`minigpt trace`: project errors (a bad checkpoint, a bad size) are printed as one
-    line, never as a traceback; the exit status is 1."""
-    from .errors import PROJECT_ERRORS
+    """``minigpt trace`` / ``scripts/trace.py``: errors are one line and an exit status
+    (minigpt.cli); nothing is written unless every flag is in range."""
     args = parse_args(argv)
-    try:
-        return _run(args)
-    except (*PROJECT_ERRORS, OSError) as exc:
-        print(f"minigpt trace: error: {exc}", file=sys.stderr)
-        return 1
+    _check_args(args)
+    return _run(args)
 
 
 def _run(args) -> int:
@@ -943,6 +968,7 @@ def _run(args) -> int:
         model, tok = fresh_model(args.init_vocab, args.init_layers, args.init_heads,
                                  args.init_embd, args.init_block, args.init_seed)
         label = "freshly initialised"
+    _check_graph_layer(args, model)
     kw = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
               top_k=args.top_k, top_p=args.top_p, seed=args.seed, top=args.top,
               check=not args.no_check)

@@ -3,7 +3,7 @@
     minigpt train                                   # built-in corpus, ~5 minutes on 2 cores
     minigpt train --data ../shared/data/tinyshakespeare.txt --tokenizer char --max_iters 2000
     minigpt train --config my.toml --n_layer=6      # flags override the file
-    minigpt train --resume --max_iters 3000         # continue out/ckpt.safetensors
+    minigpt train --resume --max_iters 3000         # continue out/ckpt.safetensors (minigpt.resume)
     mpiexec -n 2 minigpt train --ddp --batch_size 16   # data-parallel: global batch 2 x 16
 
     from minigpt.train import TrainConfig, train
@@ -56,9 +56,11 @@ from minigrad import backend, fileio, serialization
 from minigrad.optim import AdamW, clip_grad_norm_, cosine_with_warmup, weight_decay_groups
 
 from .checkpoint import CKPT_NAME, Checkpoint, load_checkpoint, save_checkpoint
-from .ddp import PeerError
-from .errors import CheckpointError, ConfigError, MinigptError
+from .cli import ArgumentParser, command, require_device
+from .errors import CheckpointError, ConfigError
 from .model import GPT, GPTConfig
+from .resume import SCHEDULE_FIELDS, resolved_paths, resume_command, resume_settings
+from .sampling import DEFAULTS as SAMPLING, check_prompt, check_sampling_settings
 
 
 # ============================================================================= config
@@ -104,11 +106,13 @@ class TrainConfig:
     ddp: bool = False                 # data-parallel over MPI ranks; batch_size is per rank
     ddp_check_interval: int = 100     # under ddp, compare the ranks' weights every this many steps
     # ---- samples printed at the end
-    num_samples: int = 2              # how many samples to print after training; 0: none
-    sample_tokens: int = 200          # tokens per sample
+    # (defaults from minigpt.sampling, shared with `minigpt sample` and `minigpt trace`)
+    num_samples: int = SAMPLING.num_samples       # samples printed after training; 0: none
+    sample_tokens: int = SAMPLING.max_new_tokens  # tokens per sample
     prompt: str = ""                  # text the samples continue; "": start of a document
-    temperature: float = 0.8          # sampling temperature; 0: greedy
-    top_k: int | None = None          # sample among the k most likely tokens; None: all
+    temperature: float = SAMPLING.temperature     # sampling temperature; 0: greedy
+    top_k: int | None = SAMPLING.top_k            # sample among the k most likely tokens; None: all
+    top_p: float | None = SAMPLING.top_p          # nucleus: tokens up to probability p; None: all
 
     def __post_init__(self):
         for f in fields(self):
@@ -203,9 +207,10 @@ def _validate(c: TrainConfig) -> None:
     need(c.device in ("cpu", "cuda"), "device", "'cpu' or 'cuda'")
     need(c.seed >= 0, "seed", "a non-negative int")
     need(c.num_samples >= 0, "num_samples", ">= 0")
-    need(c.sample_tokens >= 0, "sample_tokens", ">= 0")
-    need(c.temperature >= 0, "temperature", ">= 0")
-    need(c.top_k is None or c.top_k >= 1, "top_k", "a positive int or null")
+    check_prompt(c.prompt, "TrainConfig.prompt")
+    check_sampling_settings(max_new_tokens=c.sample_tokens, temperature=c.temperature,
+                            top_k=c.top_k, top_p=c.top_p, where="TrainConfig.",
+                            names={"max_new_tokens": "sample_tokens"})
 
 
 FIELD_TYPES = _field_types()
@@ -303,15 +308,25 @@ def _cli_type(name: str):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+RESUME_FLAGS = {   # flags of `--resume` only, not TrainConfig fields (see minigpt.resume)
+    "trust_checkpoint_paths": "follow the data and cache paths stored in the checkpoint "
+                              "without --data / --cache_dir (default: false)",
+    "reschedule": "lay a new warmup + cosine schedule over the new --max_iters instead of "
+                  "continuing the checkpoint's (default: false: past the old end, min_lr)",
+}
+
+
+def build_parser() -> ArgumentParser:
     """One flag per TrainConfig field (``--n_layer 4``, ``--n_layer=4``, ``--n-layer 4``),
-    plus ``--config FILE``. Flags left out are absent from the parsed namespace."""
-    p = argparse.ArgumentParser(
-        prog="minigpt train", allow_abbrev=False,
+    plus ``--config FILE`` and the resume flags. Flags left out are absent from the parsed
+    namespace."""
+    p = ArgumentParser(
+        prog="minigpt train",
         description="Train a GPT (default: the built-in corpus, about 5 minutes on 2 CPU "
                     "cores), then print samples. Settings come from the defaults, then "
                     "--config FILE, then the flags; with --resume, the checkpoint's settings "
-                    "replace the defaults.")
+                    "replace the defaults, except its paths and lr schedule (README: Stop, "
+                    "resume, and what is never lost).")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (the "
                    "field names below, without dashes)")
     defaults = TrainConfig.__dataclass_fields__
@@ -319,26 +334,37 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (group, doc) in field_docs().items():
         g = groups.get(group) or groups.setdefault(group, p.add_argument_group(group))
         base, _ = FIELD_TYPES[name]
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
         default = defaults[name].default
         metavar = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STR"}[base]
         extra = dict(nargs="?", const=True) if base is bool else {}   # `--resume` = true
-        g.add_argument(*flags, dest=name, type=_cli_type(name), default=argparse.SUPPRESS,
+        g.add_argument(f"--{name}", dest=name, type=_cli_type(name), default=argparse.SUPPRESS,
                        metavar=metavar, help=f"{doc} (default: {default!r})".replace("%", "%%"),
                        **extra)
+    g = p.add_argument_group("resume")
+    for name, doc in RESUME_FLAGS.items():
+        g.add_argument(f"--{name}", type=_parse_bool, nargs="?", const=True, metavar="BOOL",
+                       default=False, help=doc)
     return p
 
 
 def config_from_args(argv=None) -> TrainConfig:
-    """TrainConfig from defaults < checkpoint (with --resume) < --config file < flags."""
+    """TrainConfig from defaults < checkpoint (with --resume) < --config file < flags; with
+    --resume, the checkpoint's paths and lr schedule follow minigpt.resume's rules."""
     args = vars(build_parser().parse_args(argv))
+    flags = {name: args.pop(name) for name in RESUME_FLAGS}
     config_file = args.pop("config", None)
     values = load_config_file(config_file) if config_file else {}
     values.update(args)
-    if values.get("resume"):
-        out_dir = values.get("out_dir", TrainConfig.out_dir)
-        saved = _checkpoint_train_config(Path(out_dir) / CKPT_NAME)
-        values = {**saved, **values}
+    if not values.get("resume"):
+        if any(flags.values()):
+            raise ConfigError(f"--{next(k for k, v in flags.items() if v)} applies only with "
+                              "--resume")
+        return TrainConfig(**values)
+    out_dir = values.get("out_dir", TrainConfig.out_dir)
+    saved = _checkpoint_train_config(Path(out_dir) / CKPT_NAME)
+    values = resume_settings(values, saved, out_dir=out_dir,
+                             trust_paths=flags["trust_checkpoint_paths"],
+                             reschedule=flags["reschedule"], log=_log)
     return TrainConfig(**values)
 
 
@@ -355,33 +381,37 @@ def _checkpoint_train_config(path: Path) -> dict:
         raise CheckpointError(f"--resume: checkpoint {str(path)!r} holds a train_config that is "
                               f"not a JSON object but {type(saved).__name__}")
     known = {k: v for k, v in saved.items() if k in FIELD_TYPES and k != "resume"}
+    try:
+        check_keys(known, f"{path} (train_config)")
+    except ConfigError as exc:          # a damaged file, not a bad flag
+        raise CheckpointError(f"--resume: {exc}") from None
     return known
 
 
+@command("train")
 def main(argv=None) -> int:
-    """``minigpt train`` / ``scripts/train.py``. Returns the exit status."""
-    try:
-        config = config_from_args(argv)
-        result = train(config)
-    except ConfigError as exc:
-        print(f"minigpt train: error: {exc}", file=sys.stderr)
-        return 2
-    except MinigptError as exc:   # data, checkpoint, tokenizer, DDP problems
-        if isinstance(exc, PeerError):   # DDP: another rank failed and says why
-            return 1
-        print(f"minigpt train: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:     # before training started, or while sampling at the end
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    """``minigpt train`` / ``scripts/train.py``. Returns the exit status (minigpt.cli:
+    errors are one line; Ctrl-C saves a checkpoint, prints the command that continues the
+    run and exits with 0)."""
+    config = config_from_args(argv)
+    result = train(config)
     if result.interrupted and result.rank == 0:
         print(f"interrupted at step {result.steps}; checkpoint saved to "
-              f"{result.checkpoint_path}; continue with `minigpt train --resume "
-              f"--out_dir {config.out_dir}`")
+              f"{result.checkpoint_path}; continue with:\n  {resume_command(config)}")
     return 0
 
 
 # ============================================================================= the loop
+def scheduled_lr(c: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer update ``step`` (1-based) under ``c``'s schedule."""
+    if not c.decay_lr:
+        return c.learning_rate
+    decay = c.lr_decay_iters or c.max_iters
+    return cosine_with_warmup(step, max_lr=c.learning_rate,
+                              warmup_steps=min(c.warmup_iters, decay),   # short runs
+                              max_steps=decay, min_lr=c.min_lr)
+
+
 @dataclass
 class TrainResult:
     train_loss: float             # mean loss on train-split batches at the end (eval mode)
@@ -546,6 +576,10 @@ class Trainer:
     ``save(trainer)`` writes a checkpoint of ``trainer.step`` using ``trainer.data_state``
     and ``trainer.rng_state`` (the step boundary's data cursor and RNG state).
 
+    Without a TTY (so without a progress bar), ``config.progress`` prints a plain line
+    ``train: step N/M, loss ...`` whenever ``progress_interval_s`` seconds (monotonic clock)
+    have passed since the last one.
+
     Callbacks: ``add_callback("on_step_end", fn)``; ``fn(trainer)`` runs after every
     optimizer step (after logging and checkpointing); a KeyboardInterrupt raised anywhere in
     the loop (Ctrl-C or a callback) saves a checkpoint of the last completed step and ends
@@ -557,6 +591,8 @@ class Trainer:
     across ranks every ``config.ddp_check_interval`` steps, and Ctrl-C stops every rank after
     the same step. Callbacks must do the same on every rank.
     """
+
+    progress_interval_s = 30.0      # the longest silence without a TTY (tests set 0)
 
     def __init__(self, config: TrainConfig, model, optimizer, train_batches, val_batches=None,
                  *, save=None, log: CSVLog | None = None, start_step: int = 0,
@@ -609,13 +645,7 @@ class Trainer:
     # ------------------------------------------------------------------ pieces of a step
     def lr_at(self, step: int) -> float:
         """The learning rate of optimizer update ``step`` (1-based)."""
-        c = self.config
-        if not c.decay_lr:
-            return c.learning_rate
-        decay = c.lr_decay_iters or c.max_iters
-        return cosine_with_warmup(step, max_lr=c.learning_rate,
-                                  warmup_steps=min(c.warmup_iters, decay),   # short runs
-                                  max_steps=decay, min_lr=c.min_lr)
+        return scheduled_lr(self.config, step)
 
     def _mark(self) -> None:
         """Remember the state at this step boundary (what a checkpoint of ``step`` holds)."""
@@ -724,7 +754,9 @@ class Trainer:
             bar = tqdm(total=c.max_iters, initial=self.step, unit="step", dynamic_ncols=True,
                        desc="train", file=sys.stderr, disable=None)   # None: off if no TTY
             self.print = bar.write
+        plain = self.is_main and c.progress and (bar is None or bar.disable)   # no TTY
         t_start = self._t_run = time.perf_counter()
+        last_line = time.monotonic()
         recent = []            # losses since the last evaluation (for the printed summary)
         row = None             # the current step's log row, until it is written
         try:
@@ -742,12 +774,18 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix_str(f"loss {loss:.4f}, {tps:,.0f} tok/s")
+                    if plain and time.monotonic() - last_line >= self.progress_interval_s:
+                        last_line = time.monotonic()
+                        _log(f"train: step {self.step}/{c.max_iters}, loss {loss:.4f}, "
+                             f"{tps:,.0f} tok/s, {self.elapsed_s:.0f} s elapsed")
                     if self.step % c.eval_interval == 0 or self.step == c.max_iters:
                         if self.val_batches is not None and (self.is_main or self.ddp is not None):
                             row[6] = self.last_val_loss = self.evaluate()   # DDP: all ranks
                     if self.is_main and (self.step % c.eval_interval == 0
                                          or self.step == c.max_iters):
-                        self.print(f"step {self.step}: train loss {np.mean(recent):.4f}, "
+                        n = len(recent)
+                        self.print(f"step {self.step}: train loss {np.mean(recent):.4f} "
+                                   f"(mean of the last {n} step{'s' * (n != 1)}), "
                                    f"val loss {self.last_val_loss:.4f}, lr {lr:.2e}, "
                                    f"{tps:,.0f} tok/s")
                         recent = []
@@ -805,9 +843,8 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
     rank, world = (ddp.rank, ddp.world_size) if ddp is not None else (0, 1)
     is_main = rank == 0
     log = _log if is_main else (lambda msg: None)
-    if c.device == "cuda" and not mg.cuda_is_available():
-        raise ConfigError("TrainConfig.device is 'cuda' but CuPy or an NVIDIA GPU is not "
-                          "available; use --device cpu or install minigrad-minigpt[cuda]")
+    require_device(c.device, "TrainConfig.device")
+    paths = resolved_paths(c)                  # stored, so resume works from anywhere
     out = Path(c.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CKPT_NAME
@@ -889,11 +926,12 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
         f"n_embd {model_config.n_embd}, block {model_config.block_size}) on {c.device}")
     if ckpt is not None:
         log(f"resuming from {ckpt_path} at step {start_step}")
+        _report_resume_lr(c, ckpt, start_step, log)
 
     # ---- checkpoints
     def save(trainer: Trainer) -> None:
         save_checkpoint(ckpt_path, model, optimizer, step=trainer.step,
-                        train_config={**c.to_dict(), "resume": False, "ddp": False},
+                        train_config={**c.to_dict(), "resume": False, "ddp": False, **paths},
                         tokenizer_text=data.tokenizer_text, rng_state=trainer.rng_state,
                         data_state=trainer.data_state,
                         extra={"elapsed_s": trainer.elapsed_s, "data_sha256": data.data_sha256,
@@ -946,7 +984,7 @@ def train(config: TrainConfig, callbacks: dict | None = None) -> TrainResult:
             print(f"\n{c.num_samples} sample{'s' * (c.num_samples > 1)} of {c.sample_tokens} "
                   f"tokens (temperature {c.temperature}):\n---------------")
             samples = sample(model, tok, c.prompt, c.sample_tokens, c.temperature, c.top_k,
-                             None, c.num_samples, c.seed, stream=print_stream)
+                             c.top_p, c.num_samples, c.seed, stream=print_stream)
         log(f"saved {ckpt_path}, {out / 'log.csv'}" + (f", {plot}" if plot else ""))
     if ddp is not None:
         ddp.wait()                             # the others sleep while rank 0 samples
@@ -975,6 +1013,26 @@ def _start_ddp(c: TrainConfig):
     return DDP(c.device)
 
 
+def _report_resume_lr(c: TrainConfig, ckpt: Checkpoint, start_step: int, log) -> None:
+    """A resumed run never changes the lr silently: print the lr of the next step and, when
+    the settings changed it, the one the checkpoint's own schedule gives there."""
+    if start_step >= c.max_iters:
+        return
+    step = start_step + 1
+    lr = scheduled_lr(c, step)
+    saved = {k: ckpt.train_config[k] for k in SCHEDULE_FIELDS if k in ckpt.train_config}
+    try:
+        old = scheduled_lr(dataclasses.replace(c, **saved), step)
+    except (ConfigError, TypeError):           # settings of another version: nothing to compare
+        log(f"resume: lr at step {step}: {lr:.2e}")
+        return
+    if old == lr:
+        log(f"resume: lr at step {step}: {lr:.2e}, as under the checkpoint's schedule")
+    else:
+        log(f"resume: lr at step {step}: {lr:.2e}; the checkpoint's schedule gives {old:.2e} "
+            "(the settings changed the schedule)")
+
+
 def _check_resume(c: TrainConfig, ckpt: Checkpoint) -> None:
     """The architecture and tokenizer of a resumed run are the checkpoint's."""
     saved = ckpt.train_config
@@ -992,4 +1050,4 @@ def _check_resume(c: TrainConfig, ckpt: Checkpoint) -> None:
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "CSVLog", "train", "main",
            "build_parser", "config_from_args", "load_config_file", "plot_log", "read_log",
-           "field_docs"]
+           "field_docs", "scheduled_lr", "resume_command"]

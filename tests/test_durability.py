@@ -168,7 +168,7 @@ def test_resume_after_sigkill_continues_with_the_same_losses(tmp_path, data_file
     killed_at = load_checkpoint(out).step
     assert 25 <= killed_at < 600
     r = _run([sys.executable, str(ROOT / "scripts" / "train.py"), "--resume", "--out_dir",
-              str(out), "--progress", "false"])
+              str(out), "--data", str(data_file), "--progress", "false"])
     assert f"resuming from {out / CKPT_NAME} at step {killed_at}" in r.stderr
     assert _log(out) == _log(straight)
     assert [s for s, *_ in _log(out)] == list(range(1, 601))

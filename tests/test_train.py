@@ -260,7 +260,10 @@ def test_resume_cli_takes_checkpoint_settings(tmp_path, data_file):
     out = tmp_path / "out"
     assert main(["--max_iters", "2", "--data", str(data_file), "--out_dir", str(out),
                  "--learning_rate", "0.003", *TINY_FLAGS, "--num_samples", "0"]) == 0
-    cfg = config_from_args(["--resume", "--out_dir", str(out), "--max_iters", "4"])
+    with pytest.raises(ConfigError, match="add --data"):     # a path in a file: confirm it
+        config_from_args(["--resume", "--out_dir", str(out), "--max_iters", "4"])
+    cfg = config_from_args(["--resume", "--out_dir", str(out), "--max_iters", "4",
+                            "--data", str(data_file)])
     assert cfg.learning_rate == 0.003 and cfg.n_embd == 16 and cfg.max_iters == 4
     assert cfg.data == str(data_file)
     with pytest.raises(ConfigError, match="n_layer.*architecture cannot change"):
@@ -413,3 +416,24 @@ def test_char_mode_on_tinyshakespeare(tmp_path):
     model, tok, _ = sample_mod.load_checkpoint(tmp_path)
     assert tok.vocab_size == 65 and res.steps == 2
     assert sample_mod.start_ids(tok, "") == (tok.encode("\n"), 1)
+
+
+# ----------------------------------------------------------------------------- progress lines
+def test_periodic_lines_say_what_they_are(tmp_path, data_file, capsys, monkeypatch):
+    """The train loss printed at evaluations is labelled as the mean over the steps since
+    the last one; without a TTY (no progress bar) a plain progress line is printed whenever
+    progress_interval_s has passed (0 here: every step; the default is 30 s)."""
+    monkeypatch.setattr(train_mod.Trainer, "progress_interval_s", 0.0)
+    train(tiny(tmp_path, data_file, max_iters=3, eval_interval=2, progress=True))
+    out, err = capsys.readouterr()
+    assert "step 2: train loss" in out and "(mean of the last 2 steps)" in out
+    assert "(mean of the last 1 step)" in out
+    lines = [ln for ln in err.splitlines() if ln.startswith("train: step ")]
+    assert [ln.split(",")[0] for ln in lines] == ["train: step 1/3", "train: step 2/3",
+                                                   "train: step 3/3"]
+    assert all("loss " in ln and "tok/s" in ln for ln in lines)
+    monkeypatch.setattr(train_mod.Trainer, "progress_interval_s", 1e9)
+    train(tiny(tmp_path / "b", data_file, max_iters=2, progress=True))
+    assert "train: step " not in capsys.readouterr().err
+    train(tiny(tmp_path / "c", data_file, max_iters=2, progress=False))   # asked for none
+    assert "train: step " not in capsys.readouterr().err
