@@ -1,7 +1,8 @@
 """Docs that run cannot rot: every ```python block of README.md and docs/*.md runs here.
 
 How a page runs
-    Each ```python block is one test (id ``<file>:<line>``), and the blocks of one page run
+    Each ```python block is one test, with the id ``<file>:<line of its first line of code>``
+    (e.g. ``test_doc_block[docs/backprop.md:19]``), and the blocks of one page run
     in order in one shared namespace, like a notebook: a later block may use the names an
     earlier one made. Running a single block (``-k``) first runs the page's earlier blocks.
     A page runs in its own empty temporary folder (files it writes land there), and every
