@@ -31,5 +31,5 @@ __all__ = [
     "enable_grad", "is_grad_enabled", "detect_anomaly", "stage", "gradcheck", "GradcheckResult",
     "manual_seed", "set_default_device", "get_default_device", "cuda_is_available", "OPS",
     "Function", "functional", "composite", "nn", "optim", "viz", "save", "load", "Size",
-    "functions", *functions.__all__,
+    "functions", *(n for n in functions.__all__ if n not in functions.BUILTIN_NAMES),
 ]

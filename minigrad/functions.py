@@ -311,13 +311,17 @@ def _inverse_cdf(xp, rows, u):
     return xp.minimum(flat.reshape(n, -1) - (offset.astype(np.int64) * c), c - 1)
 
 
+# names that are also Python builtins: mg.max is torch.max, but minigrad.__all__ leaves them
+# out so that ``from minigrad import *`` does not replace the builtin max, sum, ... of a script
+BUILTIN_NAMES = frozenset({"abs", "all", "any", "max", "min", "pow", "sum"})
+
 __all__ = [
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "square", "pow", "maximum",
-    "minimum", "div", "clamp", "clip", "softmax", "log_softmax", "matmul", "mm", "bmm", "outer", "dot",
-    "einsum", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "sort",
+    "minimum", "div", "clamp", "clip", "softmax", "log_softmax", "matmul", "mm", "bmm", "outer",
+    "dot", "einsum", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "sort",
     "argsort", "topk", "cumsum", "prod", "logsumexp", "norm", "std", "var", "any", "all",
     "numel", "reshape", "flatten", "transpose", "permute", "squeeze", "unsqueeze", "split",
-    "chunk", "unbind", "narrow", "select", "gather", "index_select", "masked_select",
-    "t", "tril", "triu", "isclose", "allclose", "eye", "linspace", "from_numpy", "as_tensor",
+    "chunk", "unbind", "narrow", "select", "gather", "index_select", "masked_select", "t",
+    "tril", "triu", "isclose", "allclose", "eye", "linspace", "from_numpy", "as_tensor",
     "randperm", "multinomial",
 ]

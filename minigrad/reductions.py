@@ -77,9 +77,9 @@ def gather(x, dim, index):
             raise ShapeError(f"gather: index of shape {tuple(idx.shape)} is larger than the "
                              f"input of shape {x.shape} in dim {d}")
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= x.shape[dim]):
-        raise IndexRangeError(f"gather: index values must be in 0..{x.shape[dim] - 1} for dim "
-                              f"{dim} of shape {x.shape}, got {int(idx.min())}.."
-                              f"{int(idx.max())}")
+        bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+        raise IndexRangeError(f"gather: index {bad} is out of range for dim {dim} of size "
+                              f"{x.shape[dim]} (expected 0..{x.shape[dim] - 1})")
     return O.Gather.apply(x, index=backend.to_device(idx, x.device), axis=dim)
 
 
