@@ -3,6 +3,8 @@
 These call the fused ops of fused.py (one graph node, hand-derived backward).
 The same functions built from primitives, for reading and stepping through,
 are in minigrad.composite; tests check that both agree, value and gradient.
+The losses (cross_entropy in PyTorch's (N, C, d...) layout, nll_loss, mse_loss, l1_loss,
+binary_cross_entropy[_with_logits]) live in losses.py and are re-exported here.
 
 Numerics (tested in tests/test_numerics.py):
 

@@ -503,6 +503,30 @@ class Norm(Function):
 
 
 @register
+class Std(Function):
+    # s = sqrt(sum((x - mean)^2) / (n - correction));  ds/dx_i = (x_i - mean) / ((n - c) s),
+    # 0 where s == 0 (a constant slice), as PyTorch
+    def forward(self, x, axis=None, keepdims=False, correction=1):
+        xp = self.xp
+        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        self.centered = x - x.mean(axis=axis, keepdims=True)
+        n = x.size // max(x.mean(axis=axis).size, 1)
+        self.denom = max(n - correction, 0)
+        with _quiet(xp):
+            self.out = xp.sqrt((self.centered ** 2).sum(axis=axis, keepdims=True) / self.denom)
+        return self.out if keepdims else (self.out.reshape(()) if axis is None else
+                                          self.out.squeeze(axis))
+
+    def backward(self, g):
+        xp = self.xp
+        g = _expand_reduced(g, self.shape, self.axis, self.keepdims)
+        s = self.out
+        with _quiet(xp):
+            scale = xp.where(s == 0, 0, g / (self.denom * xp.where(s == 0, 1, s)))
+        return scale * self.centered
+
+
+@register
 class Softplus(Function):
     # softplus(x) = log(1 + e^x), computed as logaddexp(0, x);  d/dx = sigmoid(x)
     def forward(self, x):

@@ -96,15 +96,16 @@ def _pick(fn, x, dim, keepdim, index_of):
     return values, _indices(idx)
 
 
-def max(x, dim=None, keepdim=False, *, axis=None, out=None):
+def max(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
     """torch.max: the largest value (0-d) without dim; with dim a named pair
-    ``(values, indices)``; with another tensor the elementwise maximum."""
-    return _extremum("max", x, dim, keepdim, axis, out, max_result)
+    ``(values, indices)``; with another tensor the elementwise maximum. (``axis`` and
+    ``keepdims`` are NumPy's spellings, which torch accepts too.)"""
+    return _extremum("max", x, dim, bool(keepdim or keepdims), axis, out, max_result)
 
 
-def min(x, dim=None, keepdim=False, *, axis=None, out=None):
+def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
     """torch.min: as max, for the smallest."""
-    return _extremum("min", x, dim, keepdim, axis, out, min_result)
+    return _extremum("min", x, dim, bool(keepdim or keepdims), axis, out, min_result)
 
 
 def _extremum(fn, x, dim, keepdim, axis, out, result):
@@ -244,6 +245,8 @@ def logsumexp(x, dim, keepdim=False):
     axes = x._axes("logsumexp", dim, None)
     if x.array.dtype.kind != "f":
         x = x.float()
+    if x.ndim == 0:                    # one element: its own logsumexp
+        return logsumexp(x.reshape(1), 0).reshape(())
     xp = _xp(x)
     with np.errstate(invalid="ignore"):
         m = x.array.max(axis=axes, keepdims=True) if x.array.size else xp.zeros(
@@ -290,9 +293,10 @@ def var(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None
 
 def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
         keepdims=None):
-    """Standard deviation: sqrt of var with the same arguments."""
-    return O.Var.apply(x, **_var_args("std", x, dim, unbiased, keepdim, correction, axis,
-                                      keepdims)).sqrt()
+    """Standard deviation: sqrt of var with the same arguments (gradient 0 on a constant
+    slice, as in torch, where sqrt's would be NaN)."""
+    return O.Std.apply(x, **_var_args("std", x, dim, unbiased, keepdim, correction, axis,
+                                      keepdims))
 
 
 def _var_args(fn, x, dim, unbiased, keepdim, correction, axis, keepdims):

@@ -470,7 +470,6 @@ class Tensor:
         self.array[...] = backend.to_device(src, self.device)
         return self
 
-
     # ================================================================== issue 16: the
     # everyday PyTorch API. The bodies are in reductions.py (max(dim) with indices, sort,
     # topk, cumsum, prod, norm, var/std, any/all), shape_ops.py (repeat, gather-like
@@ -487,11 +486,11 @@ class Tensor:
         """The shape (a Size, i.e. a tuple), or the size of one dim."""
         return self.shape if dim is None else self.shape[self._dim("size", dim)]
 
-    def max(self, dim=None, keepdim=False, *, axis=None, out=None):
-        return _R.max(self, dim, keepdim, axis=axis, out=out)
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        return _R.max(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
 
-    def min(self, dim=None, keepdim=False, *, axis=None, out=None):
-        return _R.min(self, dim, keepdim, axis=axis, out=out)
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        return _R.min(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
 
     def amax(self, dim=(), keepdim=False): return _R.amax(self, dim, keepdim)
     def amin(self, dim=(), keepdim=False): return _R.amin(self, dim, keepdim)

@@ -395,6 +395,9 @@ SPECS = {
     "Prod": Spec(_prod, O.Prod.apply,
                  lambda x, axis, keepdims: np.asarray(np.prod(x, axis=axis, keepdims=keepdims))),
     "Norm": Spec(_norm, O.Norm.apply, _ref_norm),
+    "Std": Spec(reduction(unique=True, correction=True), O.Std.apply,   # (no flat slice: kink)
+                lambda x, axis, keepdims, correction: np.asarray(
+                    np.std(x, axis=axis, keepdims=keepdims, ddof=correction))),
     "Softplus": Spec(unary(floats(-30, 30)), O.Softplus.apply, lambda x: np.log1p(np.exp(x))),
     "BinaryCrossEntropy": Spec(_bce, O.BinaryCrossEntropy.apply, _ref_bce),
     "Einsum": Spec(_einsum, Einsum.apply, _ref_einsum),

@@ -233,6 +233,9 @@ def test_var_std_unbiased_and_correction_spellings():
         mg.tensor([1, 2, 3]).std()
     g = t64(x, grad=True)
     mg.gradcheck(lambda a: a.std(1, unbiased=False), [g])
+    flat = t64([[2.0, 2.0, 2.0], [1.0, 2.0, 3.0]], grad=True)   # a constant row: std 0
+    flat.std(1).sum().backward()
+    np.testing.assert_allclose(flat.grad.numpy(), [[0.0, 0.0, 0.0], [-0.5, 0.0, 0.5]])
 
 
 # ----------------------------------------------------------------------------- any / all
