@@ -130,8 +130,10 @@ def trunc_normal_(tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0,
     the mass is sampled by the inverse CDF instead."""
     if not a < b:
         raise ValueError(f"trunc_normal_: expected a < b, got a={a}, b={b}")
-    lo, hi = (_phi((a - mean) / std), _phi((b - mean) / std)) if std > 0 else (0.0, 1.0)
-    if std <= 0 or hi - lo >= 0.05:
+    if not std > 0:
+        raise ValueError(f"trunc_normal_: std must be > 0, got {std}")
+    lo, hi = _phi((a - mean) / std), _phi((b - mean) / std)
+    if hi - lo >= 0.05:
         z = backend.random_normal(tensor.shape, "float64", tensor.device) * std + mean
         bad = (z < a) | (z > b)
         while bool(bad.any()):
