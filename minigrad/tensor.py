@@ -368,8 +368,14 @@ class Tensor:
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
-        end = end_dim % self.ndim if self.ndim else 0
-        return self.reshape(self.shape[:start_dim] + (-1,) + self.shape[end + 1:])
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
+        if start > end:
+            raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for a tensor of shape {self.shape}")
+        merged = math.prod(self.shape[start:end + 1])
+        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
 
     def permute(self, *dims):
         dims = _shape_arg(dims)

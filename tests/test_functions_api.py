@@ -306,6 +306,10 @@ def test_as_and_method_spellings():
     assert y.view_as(t64(np.ones((8, 3)))).shape == (8, 3)
     assert y.reshape_as(t64(np.ones(24))).shape == (24,)
     assert y.flatten(1).shape == (4, 6) and mg.flatten(y).shape == (24,)
+    assert y.flatten(-2, -1).shape == (4, 6) and mg.zeros(0, 3).flatten(1).shape == (0, 3)
+    assert t64(5.0).flatten().shape == (1,)
+    with pytest.raises(ShapeError, match="start_dim 2 comes after end_dim 1"):
+        y.flatten(2, 1)
     a = t64([1.0, 2.0])
     assert a.add(a, alpha=2).tolist() == [3.0, 6.0] and a.sub(1).tolist() == [0.0, 1.0]
     assert a.mul(a).tolist() == [1.0, 4.0] and a.div(2).tolist() == [0.5, 1.0]
