@@ -9,7 +9,9 @@ import math
 import numpy as np
 
 from .autograd import Function, register
-from .backend import blas_rows, blas_tasks, erf, kernels_for, parallel_for, split_rows
+from .backend import kernels_for
+from .backend.mathfns import erf
+from .backend.threads import blas_rows, blas_tasks, parallel_for, split_rows
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 

@@ -1,4 +1,4 @@
-"""The compiled CPU loops (minigrad/kernels.py): exp against NumPy's, and every fused op
+"""The compiled CPU loops (minigrad/backend/kernels.py): exp against NumPy's, and every fused op
 that uses them equal, value and gradient, to the same op running its NumPy code."""
 import contextlib
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(backend.kernels_status() != "on",
 
 
 def kernels():
-    from minigrad import kernels as K
+    from minigrad.backend import kernels as K
     return K
 
 
