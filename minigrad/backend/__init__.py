@@ -29,7 +29,7 @@ DEVICES = ("cpu", "cuda")
 _cupy = None            # the cupy module once imported and initialised successfully
 _cupy_error = None      # why importing / initialising cupy failed, if it did
 _default_device = None  # resolved lazily from MINIGRAD_DEVICE
-_np_rng = np.random.default_rng()
+_np_rng = None          # NumPy's generator, made on first use (numpy.random loads then)
 
 
 # ----------------------------------------------------------------------------- CuPy
@@ -149,6 +149,14 @@ def synchronize(device: str = "cpu") -> None:
 
 
 # ----------------------------------------------------------------------------- RNG
+def _numpy_rng():
+    """The NumPy generator behind rng("cpu"), seeded from the OS until manual_seed."""
+    global _np_rng
+    if _np_rng is None:
+        _np_rng = np.random.default_rng()
+    return _np_rng
+
+
 def manual_seed(seed: int) -> None:
     """Seed every backend's random generator (NumPy always, CuPy when loaded)."""
     global _np_rng
@@ -163,7 +171,7 @@ def rng(device: str = "cpu"):
     """The seeded random generator of a device (numpy.random.Generator or cupy.random)."""
     if check_device(device) == "cuda":
         return _cupy.random
-    return _np_rng
+    return _numpy_rng()
 
 
 def random_normal(shape, dtype, device: str = "cpu"):
@@ -172,8 +180,8 @@ def random_normal(shape, dtype, device: str = "cpu"):
     if check_device(device) == "cuda":
         return _cupy.random.standard_normal(shape, dtype=dtype)
     if dtype in (np.float32, np.float64):
-        return _np_rng.standard_normal(shape, dtype=dtype)
-    return _np_rng.standard_normal(shape).astype(dtype)
+        return _numpy_rng().standard_normal(shape, dtype=dtype)
+    return _numpy_rng().standard_normal(shape).astype(dtype)
 
 
 def random_uniform(shape, dtype, device: str = "cpu"):
@@ -182,17 +190,17 @@ def random_uniform(shape, dtype, device: str = "cpu"):
     if check_device(device) == "cuda":
         return _cupy.random.random_sample(shape, dtype=dtype)
     if dtype in (np.float32, np.float64):
-        return _np_rng.random(shape, dtype=dtype)
-    return _np_rng.random(shape).astype(dtype)
+        return _numpy_rng().random(shape, dtype=dtype)
+    return _numpy_rng().random(shape).astype(dtype)
 
 
 def get_rng_state() -> dict:
     """The NumPy generator's state as plain JSON-able data (for checkpoints)."""
-    return _np_rng.bit_generator.state
+    return _numpy_rng().bit_generator.state
 
 
 def set_rng_state(state: dict) -> None:
-    _np_rng.bit_generator.state = state
+    _numpy_rng().bit_generator.state = state
 
 
 # ----------------------------------------------------------------------------- compiled loops
