@@ -38,6 +38,8 @@ def index_add_rows(target, index, values) -> None:
         loops.index_add_rows_(target.reshape(target.shape[0], -1), np.ascontiguousarray(flat),
                               rows.reshape(flat.size, -1))
         return
+    if flat.size and flat.dtype.kind == "i" and flat.min() < 0:
+        flat = np.where(flat < 0, flat + target.shape[0], flat)   # -1 and n-1: one run
     order = np.argsort(flat, kind="stable")
     sorted_idx = flat[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_idx[1:] != sorted_idx[:-1])))
