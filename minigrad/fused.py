@@ -29,6 +29,9 @@ def _logsumexp(xp, x, axis):
 @register
 class Softmax(Function):
     # y = e^x / sum e^x;  dx = y * (g - sum(g * y))
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = _softmax(self.xp, x, axis)
@@ -42,6 +45,9 @@ class Softmax(Function):
 @register
 class LogSoftmax(Function):
     # y = x - logsumexp(x);  dx = g - softmax(x) * sum(g)
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = x - _logsumexp(self.xp, x, axis)
@@ -55,6 +61,9 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     # loss = mean over kept rows of (logsumexp(z) - z[target]);
     # dz = (softmax(z) - onehot(target)) / n_kept on kept rows, 0 on ignored rows
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, logits, targets, ignore_index=-100):
         xp = self.xp
         rows = xp.arange(logits.shape[0])
@@ -111,6 +120,9 @@ class LayerNorm(Function):
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
     # Row means are matrix-vector products (BLAS, every core) rather than NumPy's slow
     # reductions over short rows; the rest runs in place, block by block.
+    saved_inputs = (1,)
+    saves_output = False
+
     def forward(self, x, weight, bias, eps=1e-5):
         xp = self.xp
         n = x.shape[-1]
@@ -202,6 +214,9 @@ class GeluTanh(Function):
     # In place, piece by piece on every core: this op sees the widest activations (4 C).
     # Only x is saved; backward recomputes s (as PyTorch recomputes tanh), so GELU costs one
     # activation of memory, not two.
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         xp = self.xp
         xf = xp.ascontiguousarray(x).reshape(-1)
@@ -248,6 +263,9 @@ class GeluTanh(Function):
 @register
 class GeluExact(Function):
     # y = x Phi(x) = x/2 (1 + erf(x / sqrt 2));  dy/dx = Phi(x) + x phi(x)
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         self.x = x
         self.cdf = (0.5 * (1 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
@@ -262,6 +280,9 @@ class GeluExact(Function):
 @register
 class Dropout(Function):
     # y = x * mask, mask already holding 0 or 1/(1-p);  dx = g * mask
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, mask):
         self.mask = mask
         return x * mask
@@ -277,6 +298,9 @@ class Linear(Function):
     # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
     # core, bias added while the piece is in cache, and the backward computes dx beside dW
     # (backend.blas_rows, blas_tasks).
+    saved_inputs = (0, 1)
+    saves_output = False
+
     def forward(self, x, weight, bias=None):
         xp = self.xp
         x2 = self.x2 = x.reshape(-1, x.shape[-1])
@@ -469,6 +493,9 @@ class MultiHeadAttention(Function):
     # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
     # writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU the B x nh heads are cut
     # into one piece per core, each piece a whole attention (backend.blas_rows).
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, qkv, n_head, causal=True, dropout_mask=None):
         xp = self.xp
         B, T, C3 = qkv.shape
