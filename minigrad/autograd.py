@@ -70,11 +70,14 @@ class Function:
     input i wants a gradient, so backward can skip work.
 
     What backward reads is declared per class, for the version check: ``saved_inputs``
-    (indices of the inputs whose arrays it keeps; None: all of them) and
-    ``saves_output``. The defaults are the conservative "everything"; an op that
-    declares less lets ``y = x + 1; y += 1`` through. ``view = True`` marks an op whose
-    output can share its first input's memory (reshape, permute, expand, basic indexing):
-    the output then shares the input's version counter and remembers how it was made."""
+    (indices of the inputs whose arrays it keeps; None: all of them; or a dict
+    {input: the inputs whose gradients read it}, so ``y * 2`` with only y requiring grad
+    does not count as keeping y) and ``saves_output``. The defaults are the conservative
+    "everything"; an op that declares less lets ``y = x + 1; y += 1`` through.
+
+    ``view = True`` marks an op whose output can share its first input's memory (reshape,
+    permute, expand, basic indexing): the output then shares the input's version counter
+    and remembers how it was made."""
 
     differentiable = True
     saved_inputs = None
@@ -156,18 +159,34 @@ def _refresh_views(tensors):
             t._refresh_view()
 
 
+def version_of(t):
+    """t's version counter: a graph stand-in made before its tensor had one reaches it
+    through the tensor (None: never written in place, nor viewed)."""
+    vc = t._vc
+    if vc is None and t._real is not None:
+        real = t._real()
+        vc = real._vc if real is not None else None
+    return vc
+
+
 def check_saved_versions(node, fn):
     """Raise a GraphError if a tensor ``fn`` saved for backward (an input, or ``node``,
     its output) was modified in place after fn's forward (PyTorch's check)."""
     cls = type(fn)
-    indices = range(len(fn.inputs)) if cls.saved_inputs is None else cls.saved_inputs
+    saved = cls.saved_inputs
+    if saved is None:
+        indices = range(len(fn.inputs))
+    elif isinstance(saved, dict):
+        indices = [i for i, users in saved.items() if any(fn.needs_grad[j] for j in users)]
+    else:
+        indices = saved
     suspects = [(f"input {i}", fn.inputs[i]) for i in indices]
     if cls.saves_output:
         suspects.append(("output 0", node))
     suspects += [("a tensor it indexes or masks with", t) for t in getattr(fn, "guards", ())]
     own = getattr(fn, "own_counter", None)     # an in-place op's target: saved as a copy
     for what, t in suspects:
-        vc = t._vc
+        vc = version_of(t)
         if vc is not None and vc is not own and vc.stamp > fn.epoch:
             raise GraphError(
                 f"backward: one of the variables needed for gradient computation has been "
@@ -243,6 +262,9 @@ def backward(root, grad, retain_graph=False, inputs=None):
     collected into that dict instead, and no .grad is touched."""
     from .tensor import Tensor
     roots, seeds = (root, grad) if isinstance(root, list) else ([root], [grad])
+    # a root that is also an input of another op (or root) is reached as its stand-in
+    # there: start from the stand-in too, so that its op runs once
+    roots = [r if r._stand_in is None else r._stand_in for r in roots]
     grads = {}
     for r, g in zip(roots, seeds):
         grads[id(r)] = g if id(r) not in grads else grads[id(r)] + g

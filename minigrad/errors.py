@@ -82,6 +82,6 @@ class SerializationError(MinigradError, ValueError):
     """A tensor file that is truncated, corrupted or not in the expected format."""
 
 
-__all__ = ["MinigradError", "ShapeError", "ConversionError", "DeviceError", "DTypeError", "ArgumentError",
-           "IndexRangeError", "GraphError", "AnomalyError", "GradcheckError", "StateDictError",
-           "SerializationError"]
+__all__ = ["MinigradError", "ShapeError", "ConversionError", "DeviceError", "DTypeError",
+           "ArgumentError", "IndexRangeError", "GraphError", "AnomalyError", "GradcheckError",
+           "StateDictError", "SerializationError"]

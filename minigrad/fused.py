@@ -120,7 +120,7 @@ class LayerNorm(Function):
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
     # Row means are matrix-vector products (BLAS, every core) rather than NumPy's slow
     # reductions over short rows; the rest runs in place, block by block.
-    saved_inputs = (1,)
+    saved_inputs = {1: (0,)}
     saves_output = False
 
     def forward(self, x, weight, bias, eps=1e-5):
@@ -298,7 +298,7 @@ class Linear(Function):
     # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
     # core, bias added while the piece is in cache, and the backward computes dx beside dW
     # (backend.blas_rows, blas_tasks).
-    saved_inputs = (0, 1)
+    saved_inputs = {0: (1,), 1: (0,)}
     saves_output = False
 
     def forward(self, x, weight, bias=None):

@@ -167,8 +167,8 @@ def _rebase(t, new):
     """``t`` (just overwritten) becomes the output of ``new``'s graph node; its old
     version stays in the graph as the node's input (with the hooks registered on it)."""
     s = t._stand_in
-    if s is not None:
-        s._real = None          # the old version no longer fills t.grad (retain_grad)
+    if s is not None:           # the old version no longer fills t.grad (retain_grad)
+        s._real, s._vc = None, t._vc
     t._stand_in, t._hooks = None, None
     t._ctx, t.requires_grad = new._ctx, new.requires_grad
     vc = t._vc
@@ -267,7 +267,7 @@ class InplaceMixin:
         this device); the gradient flows back to ``src``."""
         if not isinstance(src, T.Tensor):
             src = T.Tensor(src, device=self.device)
-        T._check_broadcast("copy_", self.shape, src.shape, target=self.shape)
+        T._check_broadcast("copy_", src.shape, self.shape, target=self.shape)
         return apply_inplace(self, "copy_", lambda old: _replace(old, src), (src,),
                              unsafe_cast=True)
 

@@ -44,7 +44,7 @@ class Sub(Function):
 @register
 class Mul(Function):
     # d(ab)/da = b, d(ab)/db = a
-    saved_inputs = (0, 1)
+    saved_inputs = {0: (1,), 1: (0,)}   # a is read for db only, b for da
     saves_output = False
 
     def forward(self, a, b):
@@ -59,7 +59,7 @@ class Mul(Function):
 @register
 class Div(Function):
     # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
-    saved_inputs = (0, 1)
+    saved_inputs = {0: (1,), 1: (0, 1)}
     saves_output = False
 
     def forward(self, a, b):
@@ -74,7 +74,7 @@ class Div(Function):
 @register
 class Pow(Function):
     # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a   (tensor exponent; a > 0 for db)
-    saved_inputs = (0, 1)
+    saved_inputs = {0: (0, 1), 1: (0,)}
     saves_output = True
 
     def forward(self, a, b):
@@ -485,7 +485,7 @@ class Cat(Function):
 class MatMul(Function):
     # C = A @ B (batched, broadcast): dA = dC @ B^T, dB = A^T @ dC
     # (1-D operands are promoted to matrices by Tensor.matmul before they get here)
-    saved_inputs = (0, 1)
+    saved_inputs = {0: (1,), 1: (0,)}
     saves_output = False
 
     def forward(self, a, b):

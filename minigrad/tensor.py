@@ -14,7 +14,8 @@ import numpy as np
 
 from . import autograd, backend, dtypes
 from . import ops as O
-from .errors import ArgumentError, ConversionError, DTypeError, GraphError, IndexRangeError, ShapeError
+from .errors import (ArgumentError, ConversionError, DTypeError, GraphError, IndexRangeError,
+                     ShapeError)
 from .inplace import InplaceMixin
 from .truth import TruthMixin
 
@@ -93,7 +94,7 @@ class Tensor(TruthMixin, InplaceMixin):
             if self._hooks is None:
                 self._hooks = []          # shared: hooks registered later reach it too
             s._ctx, s._hooks, s._real = self._ctx, self._hooks, weakref.ref(self)
-            s._vc = self._counter()     # in-place writes to this tensor show on its stand-in
+            s._vc = self._vc    # (made later, it is found through _real: version_of)
             self._stand_in = s
         return s
 
@@ -119,8 +120,8 @@ class Tensor(TruthMixin, InplaceMixin):
         with autograd.enable_grad():
             for cls, consts in chain:
                 fresh = cls.apply(fresh, **consts)
-        if self._stand_in is not None:
-            self._stand_in._real = None
+        if self._stand_in is not None:      # it stands for the old graph from now on
+            self._stand_in._real, self._stand_in._vc = None, self._vc
         self._stand_in, self._hooks = None, None
         self._ctx, self.requires_grad = fresh._ctx, fresh.requires_grad
         self._view = fresh._view
