@@ -127,7 +127,7 @@ class Function:
                 if vc is None:
                     vc = src._vc = Version()
                 vc.has_views = True
-                result._vc, result._view = vc, (src, cls, consts, vc.gen)
+                result._vc, result._view = vc, (src, cls, consts, vc.gen, _grad_enabled)
         return result
 
     def forward(self, *arrays, **consts):  # pragma: no cover - abstract
@@ -143,10 +143,11 @@ class Function:
 
 def view_chain(t):
     """(root, [(op class, consts), ...]): the tensor that owns t's memory and the view
-    ops that make t from it (``t._view`` is (parent, op class, consts, gen))."""
+    ops that make t from it (``t._view`` is (parent, op class, consts, gen, whether it was
+    made in grad mode))."""
     chain = []
     while t._view is not None:
-        parent, cls, consts, _ = t._view
+        parent, cls, consts = t._view[:3]
         chain.append((cls, consts))
         t = parent
     chain.reverse()

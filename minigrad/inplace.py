@@ -36,15 +36,23 @@ class SetItem(Function):
     def forward(self, x, value, index):
         self.index, self.value_shape, self.won = index, value.shape, None
         out = x.copy()
-        out[index] = value
         needs = getattr(self, "needs_grad", None)
-        if needs is not None and needs[1] and _has_index_array(index):
-            xp = self.xp
-            target = x[index].shape
-            ids = xp.arange(math.prod(target)).reshape(target)
-            probe = xp.full(x.shape, -1, dtype=ids.dtype)
-            probe[index] = ids                 # the same writes: who lands last, where
-            self.won = probe[index] == ids
+        if needs is None or not needs[1] or not _has_index_array(index):
+            out[index] = value
+            return out
+        # value needs a gradient and an index array may repeat a place: find the one
+        # element of value that lands on each place (the last on the CPU; CuPy picks one),
+        # and write exactly those, so that forward and backward agree on every device
+        xp = self.xp
+        target = x[index].shape
+        ids = xp.arange(math.prod(target)).reshape(target)
+        probe = xp.full(x.shape, -1, dtype=ids.dtype)
+        probe[index] = ids
+        hit = probe >= 0
+        extra = max(value.ndim - len(target), 0)          # leading 1s assignment drops
+        flat = xp.broadcast_to(value.reshape(value.shape[extra:]), target).reshape(-1)
+        out[hit] = flat[probe[hit]]
+        self.won = probe[index] == ids
         return out
 
     def backward(self, g):
@@ -79,7 +87,7 @@ def apply_inplace(t, name, compute, values=(), saves_old=False, raw=None, unsafe
     graph = autograd._grad_enabled and (
         t.requires_grad or any(getattr(v, "requires_grad", False) for v in values)
         or (view is not None and autograd.view_chain(t)[0].requires_grad))
-    if not t.array.flags.writeable:
+    if _self_overlapping(t.array):
         raise GraphError(f"{name}: unsupported operation: more than one element of the "
                          f"written-to tensor (shape {t.shape}) refers to a single memory "
                          f"location (an expand()ed tensor or a read-only array); clone() it "
@@ -109,18 +117,26 @@ def apply_inplace(t, name, compute, values=(), saves_old=False, raw=None, unsafe
     # must show as a modification (torch raises at backward too).
     aliased = any(getattr(v, "_vc", None) is vc for v in values)
     new = compute(old)
-    vc.bump()
+    _check_result(t, name, new, unsafe_cast)
     if not aliased and new._ctx is not None:
         new._ctx.own_counter = vc
-    _check_result(t, name, new, unsafe_cast)
     if new.dtype != t.dtype:
         new = new.astype(t.dtype)
+    vc.bump()
     backend.get_array_module(t.array).copyto(t.array, new.array)
     if view is None:
         _rebase(t, new)
     else:
         _rebase_through_view(t, new)
     return t
+
+
+def _self_overlapping(a):
+    """Whether writing to ``a`` is refused: read-only (NumPy's broadcast views), or several
+    elements on one memory location (a stride 0 on a dim longer than 1: expand())."""
+    if not getattr(a.flags, "writeable", True):       # (CuPy has no read-only arrays)
+        return True
+    return any(s == 0 and n > 1 for s, n in zip(a.strides, a.shape))
 
 
 def _check_may_record(t, name):
@@ -139,7 +155,7 @@ def _check_may_record(t, name):
             raise GraphError(f"{name}: a view of a leaf Variable that requires grad is being "
                              f"used in an in-place operation (the view has shape {t.shape}, "
                              f"its base {base.shape}). {advice}")
-        if base.requires_grad and not t.requires_grad:
+        if not t._view[4] or (base.requires_grad and not t.requires_grad):
             raise GraphError(f"{name}: a view was created in no_grad mode and is being "
                              f"modified in place with grad mode enabled (view of shape "
                              f"{t.shape}); create the view and modify it both inside "

@@ -115,6 +115,11 @@ class Tensor(TruthMixin, InplaceMixin):
     def _refresh_view(self):
         """Re-derive this view's graph from its base after the base was rewired by an
         in-place op (the memory is already shared; only the graph was stale), as torch does."""
+        if not self._view[4]:
+            raise GraphError(f"a view (shape {self.shape}) was created in no_grad mode and its "
+                             f"base or another view of its base has been modified in place "
+                             f"with grad mode enabled; create the view and modify the base "
+                             f"both inside no_grad(), or both outside it")
         root, chain = autograd.view_chain(self)
         fresh = root
         with autograd.enable_grad():
@@ -142,7 +147,7 @@ class Tensor(TruthMixin, InplaceMixin):
     ndim = property(lambda self: self.array.ndim)
     dtype = property(lambda self: self.array.dtype)
     device = property(lambda self: backend.device_of(self.array))
-    is_leaf = property(lambda self: self._ctx is None)
+    is_leaf = property(lambda self: self.grad_fn is None)
 
     @property
     def grad_fn(self):

@@ -263,6 +263,54 @@ def micrograd_style_sgd_on_data(lib):
     return w.detach()
 
 
+@idiom(expect=True)
+def learning_pytorch_with_examples_polynomial_fit(lib):
+    # PyTorch's tutorial, "PyTorch: Tensors and autograd": a cubic fit, updated by hand
+    x = lib.tensor(np.linspace(-1, 1, 200), dtype=lib.float32)
+    y = x.tanh()
+    a, b, c, d = (lib.tensor(v, requires_grad=True) for v in (0.3, -0.2, 0.1, 0.05))
+    learning_rate, losses = 0.2, []
+    for _ in range(300):
+        y_pred = a + b * x + c * x ** 2 + d * x ** 3
+        loss = ((y_pred - y) ** 2).mean()
+        losses.append(loss.item())
+        loss.backward()
+        with lib.no_grad():
+            a -= learning_rate * a.grad
+            b -= learning_rate * b.grad
+            c -= learning_rate * c.grad
+            d -= learning_rate * d.grad
+            a.grad = None
+            b.grad = None
+            c.grad = None
+            d.grad = None
+    return losses[-1] < losses[0] / 20
+
+
+@idiom(expect=True)
+def micrograd_training_loop(lib):
+    # micrograd's demo: an MLP, a hinge loss, p.data += -lr * p.grad
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((64, 2))
+    ys = np.where(xs[:, 0] + 0.5 * xs[:, 1] > 0, 1.0, -1.0)
+    X, Y = lib.tensor(xs), lib.tensor(ys)
+    params = [lib.tensor(rng.standard_normal(s) * 0.5, requires_grad=True)
+              for s in [(2, 16), (16,), (16, 1), (1,)]]
+    w1, b1, w2, b2 = params
+    losses = []
+    for k in range(60):
+        scores = ((X @ w1 + b1).tanh() @ w2 + b2).reshape(-1)
+        loss = (1 - Y * scores).relu().mean()
+        losses.append(loss.item())
+        for p in params:
+            p.grad = None
+        loss.backward()
+        learning_rate = 0.5 - 0.4 * k / 60
+        for p in params:
+            p.data += -learning_rate * p.grad
+    return losses[-1] < losses[0] / 3
+
+
 @idiom
 def in_place_on_a_leaf_that_requires_grad_raises(lib):
     w = lib.tensor([1.0], requires_grad=True)
@@ -373,6 +421,16 @@ def the_same_tensor_on_both_sides_of_mul_(lib):
     y.mul_(y)
     y.sum().backward()
     return x.grad
+
+
+@idiom
+def a_no_grad_view_of_a_changed_base_raises(lib):
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    with lib.no_grad():
+        v = y[0:1]
+    y.mul_(lib.tensor([3.0, 3.0], requires_grad=True))
+    return v * 3
 
 
 @idiom

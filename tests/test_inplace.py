@@ -126,6 +126,20 @@ def test_a_view_made_under_no_grad_refuses_in_place_with_grad():
         v = y[0:1]
     with pytest.raises(GraphError, match="view was created in no_grad mode"):
         v.mul_(2)
+    w = mg.tensor([3.0], requires_grad=True)
+    plain = mg.zeros(3)
+    with mg.no_grad():
+        u = plain[:2]
+    with pytest.raises(GraphError, match="view was created in no_grad mode"):
+        u[0] = w[0]                      # even when only the value requires grad (torch)
+    y = x * 2
+    with mg.no_grad():
+        u = y[0:1]
+    y.mul_(w)                            # its base changed under autograd: u is stale
+    with pytest.raises(GraphError, match="created in no_grad mode and its base"):
+        u * 3
+    with mg.no_grad():
+        assert (u * 3).tolist() == [18.0]  # without autograd it is just memory
 
 
 # ----------------------------------------------------------------------------- versions
@@ -348,3 +362,16 @@ def test_data_is_a_tensor_sharing_the_parameter_storage():
     assert isinstance(p.data, mg.Tensor) and not p.data.requires_grad
     assert p.requires_grad and p.is_leaf and p._version == 0
     assert isinstance(p.numpy(), np.ndarray)
+
+
+def test_in_place_with_a_wider_operand_keeps_the_dtype_and_the_gradients():
+    x = mg.tensor([1.0, 2.0], requires_grad=True)
+    w = mg.tensor([3.0, 4.0], dtype=mg.float64, requires_grad=True)
+    y = x * 2
+    y *= w                    # float32 *= float64: stays float32, as in torch
+    y += 1                    # and a later in-place op does not disturb the first
+    assert y.dtype == mg.float32
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 8.0])
+    np.testing.assert_allclose(w.grad.numpy(), [2.0, 4.0])
+    assert w.grad.dtype == mg.float64
