@@ -43,6 +43,9 @@ class Softmax(Function):
     """softmax along ``axis``. Composite twin: composite.softmax. No compiled loop (the
     attention softmax has one: see Attention)."""
     # y = e^x / sum e^x;  dx = y * (g - sum(g * y))
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = _softmax(self.xp, x, axis)
@@ -57,6 +60,9 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """log_softmax along ``axis``. Composite twin: composite.log_softmax. No compiled loop."""
     # y = x - logsumexp(x);  dx = g - softmax(x) * sum(g)
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = x - _logsumexp(self.xp, x, axis)
@@ -73,6 +79,9 @@ class CrossEntropy(Function):
     kernels.cross_entropy_backward."""
     # loss = mean over kept rows of (logsumexp(z) - z[target]);
     # dz = (softmax(z) - onehot(target)) / n_kept on kept rows, 0 on ignored rows
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, logits, targets, ignore_index=-100):
         xp = self.xp
         rows = xp.arange(logits.shape[0])
@@ -131,6 +140,9 @@ class LayerNorm(Function):
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
     # Row means are matrix-vector products (BLAS, every core) rather than NumPy's slow
     # reductions over short rows; the rest runs in place, block by block.
+    saved_inputs = {1: (0,)}
+    saves_output = False
+
     def forward(self, x, weight, bias, eps=1e-5):
         xp = self.xp
         n = x.shape[-1]
@@ -224,6 +236,9 @@ class GeluTanh(Function):
     # In place, piece by piece on every core: this op sees the widest activations (4 C).
     # Only x is saved; backward recomputes s (as PyTorch recomputes tanh), so GELU costs one
     # activation of memory, not two.
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         xp = self.xp
         xf = xp.ascontiguousarray(x).reshape(-1)
@@ -271,6 +286,9 @@ class GeluTanh(Function):
 class GeluExact(Function):
     """GELU, erf form. Composite twin: composite.gelu(x). No compiled loop (erf: mathfns)."""
     # y = x Phi(x) = x/2 (1 + erf(x / sqrt 2));  dy/dx = Phi(x) + x phi(x)
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         self.x = x
         self.cdf = (0.5 * (1 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
@@ -287,6 +305,9 @@ class Dropout(Function):
     """x times a given mask of 0 and 1/(1-p). Composite twin: composite.dropout. No
     compiled loop."""
     # y = x * mask, mask already holding 0 or 1/(1-p);  dx = g * mask
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, mask):
         self.mask = mask
         return x * mask
@@ -304,6 +325,9 @@ class Linear(Function):
     # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
     # core, bias added while the piece is in cache, and the backward computes dx beside dW
     # (backend.blas_rows, blas_tasks).
+    saved_inputs = {0: (1,), 1: (0,)}
+    saves_output = False
+
     def forward(self, x, weight, bias=None):
         xp = self.xp
         x2 = self.x2 = x.reshape(-1, x.shape[-1])
@@ -502,6 +526,9 @@ class MultiHeadAttention(Function):
     # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
     # writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU the B x nh heads are cut
     # into one piece per core, each piece a whole attention (backend.blas_rows).
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, qkv, n_head, causal=True, dropout_mask=None):
         xp = self.xp
         B, T, C3 = qkv.shape

@@ -130,6 +130,7 @@ class Optimizer:
                 elif state:
                     _follow_param(p, state)
                 self._update(p, grad, state, group)
+                p._counter().bump()     # an in-place write: graphs that saved p see it
         return loss
 
     def _update(self, p, grad, state, group):  # pragma: no cover - abstract
