@@ -69,7 +69,7 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch: int, dtype, device):
         xp = backend.xp_for(device)
         hs = config.n_embd // config.n_head
-        shape = (batch, config.n_head, config.block_size, hs)
+        shape = (batch, config.n_head, config.block_size, hs)   # (B, nh, block_size, hs)
         self.k = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.v = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.length = 0   # positions filled (the same for every layer)

@@ -41,10 +41,7 @@ def _float64_copy(model):
     finally:
         for p, g in saved:
             p.grad = g
-    for t in list(m.parameters()) + list(m.buffers()):
-        a = backend.to_numpy(t.array)
-        t.array = a.astype(np.float64) if a.dtype.kind == "f" else a
-    return m
+    return m.to("cpu", "float64")
 
 
 def fd_checks(model, idx, targets, grads32, samples, eps=1e-5, atol=1e-9, rtol=1e-5,
