@@ -570,7 +570,9 @@ class MultiHeadAttention(Function):
         xp = self.xp
         B, T, C3 = qkv.shape
         hs = C3 // (3 * n_head)
-        heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
+        # our own contiguous copy (q is scaled in place below): never ascontiguousarray,
+        # which returns qkv itself when the transpose is already contiguous (B = T = 1)
+        heads = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4).copy()
         q, k, v = heads.reshape(3, B * n_head, T, hs)  # 3 x (B nh, T, hs), one row per head
         self.start = 0                                 # where this call's keys begin
         if k_cache is not None:
@@ -586,7 +588,7 @@ class MultiHeadAttention(Function):
             seen = _seen_arrays(xp, (B * n_head,), T, tk, q.dtype)
             q_read = q.copy()                          # (q is scaled in place below)
         self.scale = 1.0 / math.sqrt(hs)
-        q *= self.scale                                # our own copy: scale it in place
+        q *= self.scale                                # (our copy: scaled in place)
         y = xp.empty_like(q)                           # (B nh, T, hs)
         mask = (None if dropout_mask is None
                 else dropout_mask.reshape((B * n_head,) + dropout_mask.shape[-2:]))

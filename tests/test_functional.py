@@ -343,3 +343,15 @@ def test_nll_loss_of_log_softmax_equals_cross_entropy():
     ours = F.nll_loss(F.log_softmax(mg.tensor(z, dtype="float64"), dim=1), t)
     assert ours.item() == pytest.approx(
         F.cross_entropy(mg.tensor(z, dtype="float64"), t).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("B, T", [(1, 1), (2, 1), (1, 3)])
+def test_multi_head_attention_leaves_its_input_alone(B, T):
+    """The op scales its own copy of q: qkv is unchanged even when its head layout is
+    already contiguous (B = T = 1, a one-token step of generation)."""
+    qkv = mg.randn(B, T, 12)
+    before = qkv.numpy().copy()
+    cache = np.zeros((2, B, 2, 3, 2), dtype=np.float32)
+    F.multi_head_attention(qkv, 2, kv_cache=(cache[0], cache[1], 3 - T))
+    F.multi_head_attention(qkv, 2)
+    np.testing.assert_array_equal(qkv.numpy(), before)
