@@ -38,9 +38,10 @@ The rooms: record.py (the records), tracer.py (``trace()``), stages.py (each sta
 from a pass), gradients.py (backward and finite differences), report.py (text and JSON),
 html.py (the page), command.py (``minigpt trace``).
 """
-from .command import block_graph, build_parser, fresh_model, main, parse_args, write_trace_files
-from .record import STAGES, Backward, FDCheck, Stage, TokenTrace, stage_names
-from .report import show
+from .command import (block_graph, build_parser, fresh_model, main,  # noqa: F401
+                      parse_args, write_trace_files)
+from .record import STAGES, Backward, FDCheck, Stage, TokenTrace, stage_names  # noqa: F401
+from .report import show  # noqa: F401
 from .tracer import trace
 
 __all__ = ["STAGES", "Stage", "FDCheck", "Backward", "TokenTrace", "trace", "block_graph",
