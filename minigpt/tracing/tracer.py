@@ -61,16 +61,16 @@ def trace(model, tokenizer, text: str, max_new_tokens: int = 0, temperature: flo
     targets = _targets(tokenizer, ids, target)
     passes = []   # (Pass, Recorder, loss) of every forward pass the loop ran
 
-    def forward(model, p):   # the loop's pass, recorded; the prompt's with its backward
-        if p.step == 0 and targets is not None:
+    def forward(model, run):   # the loop's pass, recorded; the prompt's with its backward
+        if run.step == 0 and targets is not None:
             with mg.enable_grad(), Recorder(retain_grad=True) as rec:
-                logits, loss = model(p.ids, backend.to_device(targets[None], model.device),
-                                     cache=p.cache)
+                logits, loss = model(run.ids, backend.to_device(targets[None], model.device),
+                                     cache=run.cache)
                 loss.backward()
         else:
             with Recorder() as rec:
-                logits, loss = model(p.ids, cache=p.cache)
-        passes.append((p, rec, loss))
+                logits, loss = model(run.ids, cache=run.cache)
+        passes.append((run, rec, loss))
         return logits
 
     was_training = model.training
@@ -86,10 +86,10 @@ def trace(model, tokenizer, text: str, max_new_tokens: int = 0, temperature: flo
         steps = generate_steps(model, idx, max(max_new_tokens, 1), temperature, top_k, top_p,
                                eos_token_id, seed, forward=forward)
         for step, (nxt, last) in enumerate(steps):
-            p, rec, loss = passes[step]
+            run, rec, loss = passes[step]
             arrays = pass_arrays(rec)
             grads = pass_grads(rec, stage_names(cfg.n_layer), cfg.n_head)
-            stages += model_stages(model, tokenizer, arrays, grads, step, p.first_new, top,
+            stages += model_stages(model, tokenizer, arrays, grads, step, run.first_new, top,
                                    tokens)
             if step == 0 and targets is not None:
                 bwd = backward_record(model, arrays, grads, loss, targets,
