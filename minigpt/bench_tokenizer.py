@@ -57,7 +57,7 @@ def bench(text: str, vocab_sizes, pattern: str, repeats: int) -> dict:
     fns = {"encode_cold": lambda: tok.encode_ordinary(text),
            "encode_warm": lambda: tok.encode_ordinary(text),
            "decode": lambda: tok.decode(ids)}
-    setups = {"encode_cold": tok._cache.clear}
+    setups = {"encode_cold": tok._bpe.clear_cache}
     try:
         import tiktoken
     except ImportError:
