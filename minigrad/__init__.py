@@ -15,6 +15,11 @@ from .gradcheck import GradcheckResult, gradcheck
 from .tensor import Tensor, cat, stack, where
 from . import nn, optim, viz  # noqa: E402  (they import the names above)
 from .serialization import load, save  # noqa: E402
+# issue 16: torch's module-level functions (mg.exp, mg.max, mg.einsum, mg.eye, ...)
+from . import functions  # noqa: E402
+from .functions import *  # noqa: E402,F401,F403  (the names in functions.__all__)
+from .shape_ops import Size  # noqa: E402
+from .version import __getattr__  # noqa: E402  (mg.__version__, read when first asked for)
 
 float32 = "float32"
 float64 = "float64"
@@ -25,5 +30,6 @@ __all__ = [
     "zeros_like", "ones_like", "full_like", "randn_like", "cat", "stack", "where", "no_grad",
     "enable_grad", "is_grad_enabled", "detect_anomaly", "stage", "gradcheck", "GradcheckResult",
     "manual_seed", "set_default_device", "get_default_device", "cuda_is_available", "OPS",
-    "Function", "functional", "composite", "nn", "optim", "viz", "save", "load",
+    "Function", "functional", "composite", "nn", "optim", "viz", "save", "load", "Size",
+    "functions", *(n for n in functions.__all__ if n not in functions.BUILTIN_NAMES),
 ]

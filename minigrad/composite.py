@@ -12,12 +12,12 @@ from .tensor import Tensor, where
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
-    e = (x - x.max(dim, keepdim=True).detach()).exp()   # shift by the max: no overflow
+    e = (x - x.amax(dim, keepdim=True).detach()).exp()   # shift by the max: no overflow
     return e / e.sum(dim, keepdim=True)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    shifted = x - x.max(dim, keepdim=True).detach()
+    shifted = x - x.amax(dim, keepdim=True).detach()
     return shifted - shifted.exp().sum(dim, keepdim=True).log()
 
 

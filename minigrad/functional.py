@@ -3,6 +3,8 @@
 These call the fused ops of fused.py (one graph node, hand-derived backward).
 The same functions built from primitives, for reading and stepping through,
 are in minigrad.composite; tests check that both agree, value and gradient.
+The losses (cross_entropy in PyTorch's (N, C, d...) layout, nll_loss, mse_loss, l1_loss,
+binary_cross_entropy[_with_logits]) live in losses.py and are re-exported here.
 
 Numerics (tested in tests/test_numerics.py):
 
@@ -22,13 +24,17 @@ Numerics (tested in tests/test_numerics.py):
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import backend
 from . import fused as FU
 from . import ops as O
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
-from .tensor import Tensor
+from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
+                     cross_entropy, l1_loss, mse_loss, nll_loss, softplus)
+from .tensor import Tensor, where
 
 
 def _dim(name, x, dim):
@@ -45,61 +51,27 @@ def _float_input(fn: str, name: str, x) -> None:
                          "(convert with .float())")
 
 
-def softmax(x: Tensor, dim: int = -1) -> Tensor:
+def _softmax_dim(name, x, dim):
+    """dim, or PyTorch's deprecated implicit choice when it is None (0 for 0-, 1- and 3-D
+    inputs, else 1), with PyTorch's warning: the same answer as torch, never a silent -1."""
+    if dim is None:
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the "
+                      f"call to include dim=X as an argument (dim={dim} was used).",
+                      UserWarning, stacklevel=3)
+    return _dim(name, x, dim)
+
+
+def softmax(x: Tensor, dim=None) -> Tensor:
+    """exp(x) / sum(exp(x)) along dim (give dim; None is PyTorch's implicit choice)."""
     _float_input("softmax", "input", x)
-    return FU.Softmax.apply(x, axis=_dim("softmax", x, dim))
+    return FU.Softmax.apply(x, axis=_softmax_dim("softmax", x, dim))
 
 
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+def log_softmax(x: Tensor, dim=None) -> Tensor:
+    """x - logsumexp(x) along dim (give dim; None is PyTorch's implicit choice)."""
     _float_input("log_softmax", "input", x)
-    return FU.LogSoftmax.apply(x, axis=_dim("log_softmax", x, dim))
-
-
-def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
-    """Mean negative log-likelihood of ``targets`` under softmax(logits).
-
-    logits (N, C) with targets (N,) as in torch; more leading dims are flattened,
-    the class dimension is always the last one. Rows whose target equals
-    ``ignore_index`` are left out of the mean."""
-    _float_input("cross_entropy", "logits", logits)
-    t = targets.array if isinstance(targets, Tensor) else targets
-    if not hasattr(t, "dtype"):
-        t = np.asarray(t)
-    if t.dtype.kind not in "iu":
-        raise DTypeError(f"cross_entropy: targets must be integer class indices, got dtype "
-                         f"{t.dtype}")
-    if logits.ndim < 1 or tuple(t.shape) != logits.shape[:-1]:
-        raise ShapeError(f"cross_entropy: targets of shape {tuple(t.shape)} do not match "
-                         f"logits of shape {logits.shape}; expected targets of shape "
-                         f"{logits.shape[:-1]} (class dimension last)")
-    if logits.array.size == 0:
-        raise ShapeError(f"cross_entropy: logits must hold at least one row and one class, "
-                         f"got shape {logits.shape} (an empty batch has no mean loss)")
-    t = backend.to_device(t, logits.device)
-    n_classes = logits.shape[-1]
-    ignored = t == ignore_index
-    bad = ~ignored & ((t < 0) | (t >= n_classes))
-    if bool(bad.any()):
-        raise IndexRangeError(f"cross_entropy: target {int(t[bad].ravel()[0])} is out of range "
-                              f"for {n_classes} classes (expected 0..{n_classes - 1} or "
-                              f"ignore_index={ignore_index})")
-    flat = logits.reshape(-1, n_classes) if logits.ndim != 2 else logits
-    t = t.reshape(-1)
-    if bool(ignored.any()):   # an ignored row's logits (even -inf or NaN) must not leak in
-        flat = flat.masked_fill(ignored.reshape(-1, 1), 0.0)
-    return FU.CrossEntropy.apply(flat, targets=t, ignore_index=ignore_index)
-
-
-def nll_loss(log_probs: Tensor, targets, ignore_index: int = -100) -> Tensor:
-    """Mean of -log_probs[target]; with log_softmax this equals cross_entropy."""
-    t = targets.array if isinstance(targets, Tensor) else np.asarray(targets)
-    n = log_probs.shape[-1]
-    flat = log_probs.reshape(-1, n)
-    t = t.reshape(-1)
-    keep = t != ignore_index
-    xp = backend.get_array_module(flat.array)
-    rows = xp.arange(flat.shape[0])[keep]
-    return -flat[rows, t[keep]].mean()
+    return FU.LogSoftmax.apply(x, axis=_softmax_dim("log_softmax", x, dim))
 
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
@@ -226,3 +198,8 @@ def tanh(x):
 
 def sigmoid(x):
     return x.sigmoid()
+
+
+def leaky_relu(x, negative_slope: float = 0.01):
+    """x where x > 0, else negative_slope * x (the slope's gradient at 0, as PyTorch)."""
+    return where(x.array > 0, x, x * negative_slope)

@@ -400,3 +400,165 @@ class MatMul(Function):
         ga = g @ xp.swapaxes(self.b, -1, -2) if self.needs_grad[0] else None
         gb = xp.swapaxes(self.a, -1, -2) @ g if self.needs_grad[1] else None
         return ga, gb
+
+
+# ============================================================================= issue 16: the
+# everyday PyTorch API (gather, cumsum, prod, norm, softplus, binary cross-entropy).
+# Sorting, max(dim) and topk compose Gather with index computations (reductions.py).
+
+
+def _along(xp, index, axis):
+    """Full integer index arrays that address ``target[..., index, ...]`` element by element:
+    ``index`` on ``axis``, an arange broadcast on every other axis."""
+    ndim = index.ndim
+    out = []
+    for d in range(ndim):
+        if d == axis:
+            out.append(index)
+        else:
+            shape = [1] * ndim
+            shape[d] = index.shape[d]
+            out.append(xp.arange(index.shape[d]).reshape(shape))
+    return tuple(out)
+
+
+@register
+class Gather(Function):
+    # out[i][j] = x[index[i][j]][j] (axis 0): each input element gets the sum of the output
+    # gradients that picked it (repeated indices add up)
+    def forward(self, x, index, axis):
+        # as torch: index may be smaller than x on the other axes, which then take their front
+        region = tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(index.shape))
+        self.shape, self.index, self.axis, self.region = x.shape, index, axis, region
+        return self.xp.take_along_axis(x[region], index, axis)
+
+    def backward(self, g):
+        from .backend import scatter_add
+        grad = self.xp.zeros(self.shape, dtype=g.dtype)
+        scatter_add(grad[self.region], _along(self.xp, self.index, self.axis), g)
+        return grad
+
+
+@register
+class CumSum(Function):
+    # y_k = sum_{i <= k} x_i  =>  dx_i = sum_{k >= i} g_k: a cumulative sum from the end
+    def forward(self, x, axis):
+        self.axis = axis
+        return self.xp.cumsum(x, axis=axis)
+
+    def backward(self, g):
+        xp = self.xp
+        return xp.flip(xp.cumsum(xp.flip(g, self.axis), axis=self.axis), self.axis)
+
+
+@register
+class Prod(Function):
+    # d prod(x)/dx_i = product of the other elements; computed as (exclusive cumulative
+    # product from the left) * (from the right), which is exact where x_i == 0 (no division)
+    def forward(self, x, axis=None, keepdims=False):
+        self.x, self.axis, self.keepdims = x, axis, keepdims
+        return x.prod(axis=axis, keepdims=keepdims)
+
+    def backward(self, g):
+        xp, x = self.xp, self.x
+        axis = -1 if self.axis is None else self.axis
+        moved = xp.moveaxis(x.reshape(-1) if self.axis is None else x, axis, -1)
+        one = xp.ones(moved.shape[:-1] + (1,), dtype=x.dtype)
+        left = xp.cumprod(xp.concatenate([one, moved[..., :-1]], axis=-1), axis=-1)
+        right = xp.flip(xp.cumprod(xp.flip(xp.concatenate([moved[..., 1:], one], axis=-1), -1),
+                                   axis=-1), -1)
+        others = xp.moveaxis(left * right, -1, axis).reshape(x.shape)
+        reduced = None if self.axis is None else (self.axis,)
+        return _expand_reduced(g, x.shape, reduced, self.keepdims) * others
+
+
+@register
+class Norm(Function):
+    # n = (sum |x|^p)^(1/p) over axis (finite p > 0);  dn/dx = sign(x) |x|^(p-1) / n^(p-1),
+    # i.e. x / n for p = 2 and sign(x) for p = 1; 0 where n == 0 (as PyTorch: a subgradient)
+    def forward(self, x, p=2, axis=None, keepdims=False):
+        xp = self.xp
+        self.x, self.p, self.axis, self.keepdims = x, p, axis, keepdims
+        if p == 2:
+            out = xp.sqrt((x * x).sum(axis=axis, keepdims=True))
+        elif p == 1:
+            out = xp.abs(x).sum(axis=axis, keepdims=True)
+        else:
+            out = (xp.abs(x) ** p).sum(axis=axis, keepdims=True) ** (1.0 / p)
+        self.out = out
+        return out if keepdims else (out.reshape(()) if axis is None else out.squeeze(axis))
+
+    def backward(self, g):
+        xp, x, n, p = self.xp, self.x, self.out, self.p
+        g = _expand_reduced(g, x.shape, self.axis, self.keepdims)
+        if p == 1:
+            return g * xp.sign(x)
+        safe = xp.where(n == 0, 1, n)
+        if p == 2:
+            scale = x / safe
+        else:
+            with _quiet(xp):
+                scale = xp.where(x == 0, 0, xp.sign(x) * xp.abs(x) ** (p - 1)) / safe ** (p - 1)
+        return g * xp.where(n == 0, 0, scale)
+
+
+@register
+class Std(Function):
+    # s = sqrt(sum((x - mean)^2) / (n - correction));  ds/dx_i = (x_i - mean) / ((n - c) s),
+    # 0 where s == 0 (a constant slice), as PyTorch
+    def forward(self, x, axis=None, keepdims=False, correction=1):
+        xp = self.xp
+        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        self.centered = x - x.mean(axis=axis, keepdims=True)
+        n = x.size // max(x.mean(axis=axis).size, 1)
+        self.denom = max(n - correction, 0)
+        with _quiet(xp):
+            self.out = xp.sqrt((self.centered ** 2).sum(axis=axis, keepdims=True) / self.denom)
+        return self.out if keepdims else (self.out.reshape(()) if axis is None else
+                                          self.out.squeeze(axis))
+
+    def backward(self, g):
+        xp = self.xp
+        g = _expand_reduced(g, self.shape, self.axis, self.keepdims)
+        s = self.out
+        with _quiet(xp):
+            scale = xp.where(s == 0, 0, g / (self.denom * xp.where(s == 0, 1, s)))
+        return scale * self.centered
+
+
+@register
+class Softplus(Function):
+    # softplus(x) = log(1 + e^x), computed as logaddexp(0, x);  d/dx = sigmoid(x)
+    def forward(self, x):
+        self.x = x
+        return self.xp.logaddexp(0, x).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        return g * self.xp.exp(-self.xp.logaddexp(0, -self.x)).astype(g.dtype, copy=False)
+
+
+@register
+class BinaryCrossEntropy(Function):
+    # l = -(t log x + (1 - t) log(1 - x)), each log clamped at -100 as PyTorch does;
+    # dl/dx = (x - t) / (x (1 - x)) (denominator floored at 1e-12), dl/dt = log(1 - x) - log x
+    def forward(self, x, t):
+        xp = self.xp
+        with _quiet(xp):
+            self.log_x = xp.maximum(xp.log(x), -100)
+            self.log_1mx = xp.maximum(xp.log(1 - x), -100)
+        self.x, self.t = x, t
+        return -(t * self.log_x + (1 - t) * self.log_1mx)
+
+    def backward(self, g):
+        x, t = self.x, self.t
+        gx = g * (x - t) / self.xp.maximum(x * (1 - x), 1e-12) if self.needs_grad[0] else None
+        gt = g * (self.log_1mx - self.log_x) if self.needs_grad[1] else None
+        return gx, gt
+
+
+def _quiet(xp):
+    """Silence NumPy's divide/invalid warnings for a computation that masks them itself."""
+    import contextlib
+    import numpy
+    return numpy.errstate(divide="ignore", invalid="ignore") if xp is numpy else \
+        contextlib.nullcontext()

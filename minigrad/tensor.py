@@ -99,16 +99,12 @@ class Tensor:
     def data(self, value):
         self.array = value.array if isinstance(value, Tensor) else value
 
-    shape = property(lambda self: tuple(self.array.shape))
+    shape = property(lambda self: Size(self.array.shape))   # a tuple (Size: shape_ops.py)
     ndim = property(lambda self: self.array.ndim)
     dtype = property(lambda self: self.array.dtype)
     device = property(lambda self: backend.device_of(self.array))
     is_leaf = property(lambda self: self._ctx is None)
     grad_fn = property(lambda self: self._ctx)
-    T = property(lambda self: self.permute(*reversed(range(self.ndim))))
-
-    def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
 
     def numel(self):
         return int(self.array.size)
@@ -352,35 +348,6 @@ class Tensor:
         return O.Mean.apply(self, axis=self._axes("mean", dim, axis),
                             keepdims=bool(keepdim or keepdims))
 
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        return O.Max.apply(self, axis=self._axes("max", dim, axis),
-                           keepdims=bool(keepdim or keepdims))
-
-    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        return O.Min.apply(self, axis=self._axes("min", dim, axis),
-                           keepdims=bool(keepdim or keepdims))
-
-    def var(self, dim=None, keepdim=False, *, correction=1, unbiased=None, axis=None,
-            keepdims=None):
-        """Variance; correction=1 (the default, as in torch) divides by n - 1."""
-        if unbiased is not None:
-            correction = 1 if unbiased else 0
-        return O.Var.apply(self, axis=self._axes("var", dim, axis),
-                           keepdims=bool(keepdim or keepdims), correction=correction)
-
-    def std(self, dim=None, keepdim=False, *, correction=1):
-        return self.var(dim, keepdim, correction=correction).sqrt()
-
-    def argmax(self, dim=None, keepdim=False):
-        """Indices of the maxima (int64, no gradient)."""
-        out = self.array.argmax(axis=dim)
-        if keepdim and dim is not None:
-            out = backend.get_array_module(out).expand_dims(out, dim)
-        return Tensor._make(out.astype(np.int64), False)
-
-    def argmin(self, dim=None, keepdim=False):
-        return (-self.detach()).argmax(dim, keepdim)
-
     # ------------------------------------------------------------------ shapes
     def reshape(self, *shape):
         shape = _shape_arg(shape)
@@ -401,8 +368,14 @@ class Tensor:
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
-        end = end_dim % self.ndim if self.ndim else 0
-        return self.reshape(self.shape[:start_dim] + (-1,) + self.shape[end + 1:])
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
+        if start > end:
+            raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for a tensor of shape {self.shape}")
+        merged = math.prod(self.shape[start:end + 1])
+        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
 
     def permute(self, *dims):
         dims = _shape_arg(dims)
@@ -503,6 +476,89 @@ class Tensor:
         self.array[...] = backend.to_device(src, self.device)
         return self
 
+    # ================================================================== issue 16: the
+    # everyday PyTorch API. The bodies are in reductions.py (max(dim) with indices, sort,
+    # topk, cumsum, prod, norm, var/std, any/all), shape_ops.py (repeat, gather-like
+    # selections, triangles, transposes) and functional.py; these methods forward to them.
+    T = property(lambda self: _S.reverse_dims(self))
+    mT = property(lambda self: _S.matrix_transpose(self))
+
+    def t(self): return _S.t(self)
+    def dim(self): return self.ndim
+    ndimension = dim
+    nelement = numel
+
+    def size(self, dim=None):
+        """The shape (a Size, i.e. a tuple), or the size of one dim."""
+        return self.shape if dim is None else self.shape[self._dim("size", dim)]
+
+    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        return _R.max(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
+
+    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
+        return _R.min(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
+
+    def amax(self, dim=(), keepdim=False): return _R.amax(self, dim, keepdim)
+    def amin(self, dim=(), keepdim=False): return _R.amin(self, dim, keepdim)
+    def argmax(self, dim=None, keepdim=False): return _R.argmax(self, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return _R.argmin(self, dim, keepdim)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return _R.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return _R.argsort(self, dim, descending, stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return _R.topk(self, k, dim, largest, sorted)
+
+    def cumsum(self, dim, dtype=None): return _R.cumsum(self, dim, dtype)
+    def prod(self, dim=None, keepdim=False, dtype=None): return _R.prod(self, dim, keepdim, dtype)
+    def logsumexp(self, dim, keepdim=False): return _R.logsumexp(self, dim, keepdim)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        return _R.norm(self, p, dim, keepdim, dtype)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+            keepdims=None):
+        return _R.var(self, dim, unbiased, keepdim, correction=correction, axis=axis,
+                      keepdims=keepdims)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
+            keepdims=None):
+        return _R.std(self, dim, unbiased, keepdim, correction=correction, axis=axis,
+                      keepdims=keepdims)
+
+    def any(self, dim=None, keepdim=False): return _R.any(self, dim, keepdim)
+    def all(self, dim=None, keepdim=False): return _R.all(self, dim, keepdim)
+    def gather(self, dim, index): return _R.gather(self, dim, index)
+    def index_select(self, dim, index): return _S.index_select(self, dim, index)
+    def select(self, dim, index): return _S.select(self, dim, index)
+    def repeat(self, *sizes): return _S.repeat(self, *sizes)
+    def unbind(self, dim=0): return _S.unbind(self, dim)
+    def narrow(self, dim, start, length): return _S.narrow(self, dim, start, length)
+    def masked_select(self, mask): return _S.masked_select(self, mask)
+    def tril(self, diagonal=0): return _S.tril(self, diagonal)
+    def triu(self, diagonal=0): return _S.triu(self, diagonal)
+    def expand_as(self, other): return self.expand(other.shape)
+    def view_as(self, other): return self.view(other.shape)
+    def reshape_as(self, other): return self.reshape(other.shape)
+    def softmax(self, dim): return _F.softmax(self, dim)
+    def log_softmax(self, dim): return _F.log_softmax(self, dim)
+
+    # the method spellings of the operators
+    def add(self, other, *, alpha=1): return self + (other if alpha == 1 else other * alpha)
+    def sub(self, other, *, alpha=1): return self - (other if alpha == 1 else other * alpha)
+    def mul(self, other): return self * other
+    def pow(self, exponent): return self ** exponent
+    def neg(self): return -self
+    def square(self): return self * self
+
+    def div(self, other, *, rounding_mode=None):
+        return self / other if rounding_mode is None else _fn.div(self, other, rounding_mode)
+
+    def __floordiv__(self, other): return _fn.div(self, other, "floor")
+    def __rfloordiv__(self, other): return _fn.div(self._wrap(other), self, "floor")
 
 class _HookHandle:
     def __init__(self, hooks, fn):
@@ -617,3 +673,11 @@ def stack(tensors, dim=0):
             raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
                              f"{tensors[0].shape} like tensor 0")
     return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+
+
+# the modules of the issue-16 API section import Tensor, so they come last
+from . import functional as _F  # noqa: E402
+from . import functions as _fn  # noqa: E402
+from . import reductions as _R  # noqa: E402
+from . import shape_ops as _S  # noqa: E402
+from .shape_ops import Size  # noqa: E402

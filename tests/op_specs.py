@@ -14,6 +14,7 @@ import numpy as np
 import minigrad.functional as F
 from minigrad import fused as FU
 from minigrad import ops as O
+from minigrad.einsum import Einsum, explicit
 from minigrad.tensor import _Cast, _ToDevice
 
 F64 = np.float64
@@ -261,6 +262,85 @@ def _var_ref(x, axis, keepdims, correction):
     return np.asarray(np.var(x, axis=axis, keepdims=keepdims, ddof=correction))
 
 
+# ----------------------------------------------------------------------------- issue 16 ops
+def _gather(data):
+    (s,) = shapes(data, min_dims=1)
+    axis = data.draw(st.integers(0, len(s) - 1))
+    # index no larger than x outside axis, any length along it; repeats must add up
+    ishape = tuple(data.draw(st.integers(1, 5)) if d == axis else data.draw(st.integers(1, n))
+                   for d, n in enumerate(s))
+    index = data.draw(hnp.arrays(np.int64, ishape, elements=st.integers(0, s[axis] - 1)))
+    return [arr(data, s)], {"index": index, "axis": axis}
+
+
+def _ref_gather(x, index, axis):
+    region = tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(index.shape))
+    return np.take_along_axis(x[region], index, axis)
+
+
+def _one_axis(data, min_dims=1):
+    (s,) = shapes(data, min_dims=min_dims)
+    return s, data.draw(st.integers(0, len(s) - 1))
+
+
+def _cumsum(data):
+    s, axis = _one_axis(data)
+    return [arr(data, s)], {"axis": axis}
+
+
+def _prod(data):
+    s, axis = _one_axis(data)
+    # zeros included: the gradient must stay exact where another element is 0
+    el = st.one_of(floats(-2, 2), st.just(0.0))
+    return [arr(data, s, el)], {"axis": data.draw(st.sampled_from([None, axis])),
+                                "keepdims": data.draw(st.booleans())}
+
+
+def _norm(data):
+    (s,) = shapes(data, min_dims=1)
+    p = data.draw(st.sampled_from([2, 1, 3, 0.5, 1.5]))
+    # |x| >= 0.1 keeps the kinks of |x| (p = 1) and of |x|^p (p < 1) out of finite differences
+    x = arr(data, s, away_from_zero(0.1, 2))
+    axis = data.draw(st.one_of(st.none(), st.lists(st.integers(0, len(s) - 1), min_size=1,
+                                                   max_size=len(s), unique=True).map(tuple)))
+    return [x], {"p": p, "axis": axis, "keepdims": data.draw(st.booleans())}
+
+
+def _ref_norm(x, p, axis, keepdims):
+    return np.asarray((np.abs(x) ** p).sum(axis=axis, keepdims=keepdims) ** (1 / p))
+
+
+def _bce(data):
+    sa, sb = shapes(data, 2)
+    return [arr(data, sa, floats(0.05, 0.95)), arr(data, sb, floats(0, 1))], {}
+
+
+def _ref_bce(x, t):
+    return -(t * np.log(x) + (1 - t) * np.log(1 - x))
+
+
+_EINSUMS = ["ij,jk->ik", "bij,bjk->bik", "ij->ji", "ii->", "ii->i", "i,j->ij", "ij->i",
+            "ij,ij->", "...ij,...jk->...ik", "bhtd,bhsd->bhts", "ij,jk", "i,i", "iij->j",
+            "ij,j->i", "...i->..."]
+
+
+def _einsum(data):
+    eq = data.draw(st.sampled_from(_EINSUMS))
+    size = {ch: data.draw(st.integers(1, 3)) for ch in "bhijkstd"}
+    batch = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=2, max_side=3))
+    terms = eq.split("->")[0].split(",")
+    arrays = []
+    for n, term in enumerate(terms):   # '...' dims: broadcastable between the operands
+        lead = batch.input_shapes[n] if "..." in term else ()
+        arrays.append(arr(data, lead + tuple(size[ch] for ch in term.replace("...", ""))))
+    inputs, output, sizes = explicit(eq, [a.shape for a in arrays])
+    return arrays, {"inputs": tuple(inputs), "output": output, "sizes": sizes}
+
+
+def _ref_einsum(*arrays, inputs, output, sizes):
+    return np.asarray(np.einsum(",".join(inputs) + "->" + output, *arrays))
+
+
 SPECS = {
     "Add": Spec(binary(), O.Add.apply, np.add),
     "Sub": Spec(binary(), O.Sub.apply, np.subtract),
@@ -309,6 +389,18 @@ SPECS = {
     "Linear": Spec(_linear, FU.Linear.apply, _ref_linear),
     "Attention": Spec(_attention, FU.Attention.apply, _ref_attention),
     "MultiHeadAttention": Spec(_mha, FU.MultiHeadAttention.apply, _ref_mha),
+    # issue 16
+    "Gather": Spec(_gather, O.Gather.apply, _ref_gather),
+    "CumSum": Spec(_cumsum, O.CumSum.apply, lambda x, axis: np.cumsum(x, axis=axis)),
+    "Prod": Spec(_prod, O.Prod.apply,
+                 lambda x, axis, keepdims: np.asarray(np.prod(x, axis=axis, keepdims=keepdims))),
+    "Norm": Spec(_norm, O.Norm.apply, _ref_norm),
+    "Std": Spec(reduction(unique=True, correction=True), O.Std.apply,   # (no flat slice: kink)
+                lambda x, axis, keepdims, correction: np.asarray(
+                    np.std(x, axis=axis, keepdims=keepdims, ddof=correction))),
+    "Softplus": Spec(unary(floats(-30, 30)), O.Softplus.apply, lambda x: np.log1p(np.exp(x))),
+    "BinaryCrossEntropy": Spec(_bce, O.BinaryCrossEntropy.apply, _ref_bce),
+    "Einsum": Spec(_einsum, Einsum.apply, _ref_einsum),
 }
 
 # Composite (primitive-built) functions compared with their fused twins.

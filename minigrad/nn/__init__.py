@@ -9,9 +9,13 @@
 from .. import functional
 from . import init, utils
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
+from .layers import Flatten, LeakyReLU, LogSoftmax, Softmax, Softplus
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .container import ModuleDict, ModuleList, Sequential
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
            "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid", "Identity",
-           "init", "utils", "functional", "StateDictError", "IncompatibleKeys"]
+           "init", "utils", "functional", "StateDictError", "IncompatibleKeys",
+           "Softmax", "LogSoftmax", "Flatten", "Softplus", "LeakyReLU", "CrossEntropyLoss",
+           "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss"]

@@ -12,6 +12,7 @@ puts a resumed run exactly where it was.
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 from ..errors import ArgumentError, StateDictError
@@ -133,4 +134,144 @@ class WarmupCosineLR(LRScheduler):
                 for base, lo in zip(self.base_lrs, self.min_lrs)]
 
 
-__all__ = ["cosine_with_warmup", "LRScheduler", "LambdaLR", "WarmupCosineLR"]
+# ----------------------------------------------------------------------------- issue 16
+# torch.optim.lr_scheduler's classic schedules, each in its closed form (torch's
+# ``_get_closed_form_lr``), so that a resumed or nested (SequentialLR) schedule is exact.
+
+
+def _positive_int(owner, name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ArgumentError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (step // step_size): decay by gamma every step_size steps."""
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        self.step_size = _positive_int("StepLR", "step_size", step_size)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * self.gamma ** (self.last_epoch // self.step_size)
+                for base in self.base_lrs]
+
+
+class MultiStepLR(LRScheduler):
+    """lr = base_lr * gamma ** (number of milestones <= step); a milestone listed twice
+    counts twice, as in torch."""
+
+    def __init__(self, optimizer, milestones, gamma: float = 0.1, last_epoch: int = -1):
+        self.milestones = sorted(_positive_int("MultiStepLR", "milestones", m, 0)
+                                 for m in milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * self.gamma ** bisect.bisect_right(self.milestones, self.last_epoch)
+                for base in self.base_lrs]
+
+
+class ExponentialLR(LRScheduler):
+    """lr = base_lr * gamma ** step."""
+
+    def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) (1 + cos(pi step / T_max)) / 2: half a cosine from
+    base_lr down to eta_min over T_max steps (and, as in torch, back up after T_max)."""
+
+    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        cos = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
+
+
+class LinearLR(LRScheduler):
+    """lr = base_lr * factor, the factor going linearly from start_factor to end_factor
+    over total_iters steps, then staying at end_factor (a linear warmup, typically)."""
+
+    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
+                 total_iters: int = 5, last_epoch: int = -1):
+        if not 0 < start_factor <= 1:
+            raise ArgumentError(f"LinearLR: start_factor must be in (0, 1], got {start_factor}")
+        if not 0 <= end_factor <= 1:
+            raise ArgumentError(f"LinearLR: end_factor must be in [0, 1], got {end_factor}")
+        self.start_factor, self.end_factor = start_factor, end_factor
+        self.total_iters = _positive_int("LinearLR", "total_iters", total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        done = min(self.total_iters, self.last_epoch) / self.total_iters
+        factor = self.start_factor + (self.end_factor - self.start_factor) * done
+        return [base * factor for base in self.base_lrs]
+
+
+class SequentialLR(LRScheduler):
+    """Run ``schedulers[0]`` until ``milestones[0]``, then ``schedulers[1]`` from its own step
+    0, and so on (torch.optim.lr_scheduler.SequentialLR), e.g. warmup then cosine:
+
+        SequentialLR(opt, [LinearLR(opt, 0.01, total_iters=100),
+                           CosineAnnealingLR(opt, T_max=900)], milestones=[100])
+    """
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch: int = -1):
+        schedulers, milestones = list(schedulers), list(milestones)
+        if not schedulers:
+            raise ArgumentError("SequentialLR: expected at least one scheduler, got none")
+        for i, sched in enumerate(schedulers):
+            if getattr(sched, "optimizer", None) is not optimizer:
+                raise ArgumentError(f"SequentialLR: scheduler {i} ({type(sched).__name__}) "
+                                    f"belongs to another optimizer; every scheduler must "
+                                    f"drive the one given to SequentialLR")
+        if len(milestones) != len(schedulers) - 1:
+            raise ArgumentError(f"SequentialLR: expected {len(schedulers) - 1} milestones (one "
+                                f"fewer than the {len(schedulers)} schedulers), got "
+                                f"{len(milestones)}")
+        if milestones != sorted(milestones):
+            raise ArgumentError(f"SequentialLR: milestones must be increasing, got {milestones}")
+        self._schedulers, self._milestones = schedulers, milestones
+        super().__init__(optimizer, last_epoch)
+
+    def _current(self):
+        """The scheduler of this step, put at its own step (steps since its milestone)."""
+        idx = bisect.bisect_right(self._milestones, self.last_epoch)
+        sched = self._schedulers[idx]
+        sched.last_epoch = self.last_epoch - (self._milestones[idx - 1] if idx else 0)
+        return sched
+
+    def get_lr(self):
+        sched = self._current()
+        sched._last_lr = [float(lr) for lr in sched.get_lr()]
+        return sched._last_lr
+
+    def state_dict(self) -> dict:
+        """Its position and milestones, with each scheduler's own state_dict."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = dict(state_dict)
+        inner = state.pop("_schedulers", None)
+        if inner is None or len(inner) != len(self._schedulers):
+            raise StateDictError(f"SequentialLR state_dict: expected the states of "
+                                 f"{len(self._schedulers)} schedulers under '_schedulers'")
+        for sched, sd in zip(self._schedulers, inner):
+            sched.load_state_dict(sd)
+        super().load_state_dict(state)
+
+
+__all__ = ["cosine_with_warmup", "LRScheduler", "LambdaLR", "WarmupCosineLR", "StepLR",
+           "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR"]

@@ -1,0 +1,327 @@
+"""Module-level functions with torch's names: ``mg.exp(x)``, ``mg.softmax(x, dim)``,
+``mg.matmul(a, b)``, ``mg.max(x, 1)``, ``mg.einsum(...)``, ``mg.eye(3)``,
+``mg.from_numpy(a)``, ``mg.multinomial(p, 1)`` ...
+
+Most are the Tensor method of the same name, called on the first argument (one
+implementation: the method's). The constructors (eye, linspace, from_numpy, as_tensor,
+randperm) and the sampler (multinomial, from the seeded generator) live here.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import backend
+from . import functional as F
+from .creation import tensor as _new_tensor
+from .einsum import einsum
+from .errors import ArgumentError, DTypeError, ShapeError
+from .reductions import (all, amax, amin, any, argmax, argmin, argsort, cumsum, gather,
+                         logsumexp, max, min, norm, prod, sort, std, topk, var)
+from .shape_ops import index_select, masked_select, narrow, select, t, tril, triu, unbind
+from .tensor import DEFAULT_FLOAT, Tensor, as_dtype
+
+# ----------------------------------------------------------------------------- elementwise
+
+
+def exp(x): return x.exp()
+def log(x): return x.log()
+def sqrt(x): return x.sqrt()
+def abs(x): return x.abs()
+def tanh(x): return x.tanh()
+def sigmoid(x): return x.sigmoid()
+def relu(x): return x.relu()
+def square(x): return x * x
+def pow(x, exponent): return x ** exponent          # noqa: A001  (torch's name)
+def maximum(a, b): return a.maximum(b)
+def minimum(a, b): return a.minimum(b)
+
+
+def div(a, b, rounding_mode=None):
+    """a / b; rounding_mode "floor" or "trunc" rounds the quotient (integers stay integers,
+    as in torch; the rounded result carries no gradient: its derivative is 0)."""
+    if rounding_mode is None:
+        return a / b
+    if rounding_mode not in ("floor", "trunc"):
+        raise ArgumentError(f"div: rounding_mode must be None, 'floor' or 'trunc', got "
+                            f"{rounding_mode!r}")
+    a = a if isinstance(a, Tensor) else b._wrap(a)
+    b = a._wrap(b)
+    x, y = a.array, backend.to_device(b.array, a.device)
+    xp = backend.get_array_module(x)
+    if x.dtype.kind in "biu" and y.dtype.kind in "biu":
+        if bool((y == 0).any()):
+            raise ZeroDivisionError("div: integer division by zero")
+        q = xp.floor_divide(x, y)
+        if rounding_mode == "trunc":      # floor rounds toward -inf; trunc toward 0
+            q = q + ((q < 0) & (q * y != x))
+        return Tensor._make(q, False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (x / y)
+    q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
+    dtype = np.result_type(*(d for d in (x.dtype, y.dtype) if d.kind == "f"))   # as torch
+    return Tensor._make(q.astype(dtype, copy=False), False)
+
+
+def clamp(x, min=None, max=None):
+    """Each element limited to [min, max] (either may be None)."""
+    return x.clamp(min, max)
+
+
+clip = clamp
+
+
+def softmax(x, dim, dtype=None):
+    """softmax along dim (torch.softmax: dim is required)."""
+    return F.softmax(x if dtype is None else x.astype(dtype), dim)
+
+
+def log_softmax(x, dim, dtype=None):
+    return F.log_softmax(x if dtype is None else x.astype(dtype), dim)
+
+
+# ----------------------------------------------------------------------------- products
+
+
+def matmul(a, b):
+    """a @ b with NumPy's rules for 1-D operands and batch broadcasting."""
+    return a.matmul(b)
+
+
+def _dims(fn, name, x, n):
+    if x.ndim != n:
+        raise ShapeError(f"{fn}: {name} must be {n}-D, got shape {x.shape}")
+
+
+def mm(a, b):
+    """Matrix product of two 2-D tensors (no broadcasting)."""
+    _dims("mm", "input", a, 2)
+    _dims("mm", "mat2", b, 2)
+    return a.matmul(b)
+
+
+def bmm(a, b):
+    """Batched matrix product of (B, n, k) and (B, k, m) tensors (no broadcasting)."""
+    _dims("bmm", "input", a, 3)
+    _dims("bmm", "mat2", b, 3)
+    if a.shape[0] != b.shape[0]:
+        raise ShapeError(f"bmm: batch sizes differ: {a.shape} and {b.shape}")
+    return a.matmul(b)
+
+
+def outer(a, b):
+    """The outer product of two 1-D tensors: out[i, j] = a[i] * b[j]."""
+    _dims("outer", "input", a, 1)
+    _dims("outer", "vec2", b, 1)
+    return a.reshape(-1, 1) * b.reshape(1, -1)
+
+
+def dot(a, b):
+    """The inner product of two 1-D tensors of the same length (0-d)."""
+    _dims("dot", "input", a, 1)
+    _dims("dot", "tensor", b, 1)
+    if a.shape != b.shape:
+        raise ShapeError(f"dot: expected 1-D tensors of the same length, got {a.shape} and "
+                         f"{b.shape}")
+    return (a * b).sum()
+
+
+# ----------------------------------------------------------------------------- reductions
+
+
+def sum(x, dim=None, keepdim=False, *, dtype=None):
+    """Sum of all elements, or along dim (an int or a tuple)."""
+    return (x if dtype is None else x.astype(dtype)).sum(dim, keepdim)
+
+
+def mean(x, dim=None, keepdim=False, *, dtype=None):
+    return (x if dtype is None else x.astype(dtype)).mean(dim, keepdim)
+
+
+def numel(x):
+    return x.numel()
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def reshape(x, shape): return x.reshape(shape)
+def flatten(x, start_dim=0, end_dim=-1): return x.flatten(start_dim, end_dim)
+def transpose(x, dim0, dim1): return x.transpose(dim0, dim1)
+def permute(x, dims): return x.permute(dims)
+def squeeze(x, dim=None): return x.squeeze(dim)
+def unsqueeze(x, dim): return x.unsqueeze(dim)
+def split(x, split_size_or_sections, dim=0): return x.split(split_size_or_sections, dim)
+def chunk(x, chunks, dim=0): return x.chunk(chunks, dim)
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def _arrays(a, b):
+    a = a.array if isinstance(a, Tensor) else np.asarray(a)
+    return a, backend.to_device(b.array if isinstance(b, Tensor) else np.asarray(b),
+                                backend.device_of(a))
+
+
+def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """|a - b| <= atol + rtol |b| elementwise, as a bool tensor."""
+    x, y = _arrays(a, b)
+    xp = backend.get_array_module(x)
+    return Tensor._make(xp.asarray(xp.isclose(x, y, rtol=rtol, atol=atol,
+                                              equal_nan=equal_nan)), False)
+
+
+def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
+    """True when every element of a is close to b's (isclose); a Python bool."""
+    x, y = _arrays(a, b)
+    xp = backend.get_array_module(x)
+    return bool(xp.allclose(x, y, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+# ----------------------------------------------------------------------------- constructors
+
+
+def _size(fn, name, n):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ArgumentError(f"{fn}: {name} must be an int >= 0, got {n!r}")
+    return int(n)
+
+
+def _leaf(array, requires_grad):
+    return Tensor._make(array, False).requires_grad_(requires_grad)
+
+
+def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
+    """The n x m identity (m = n by default); float32 unless dtype is given."""
+    n = _size("eye", "n", n)
+    m = n if m is None else _size("eye", "m", m)
+    xp = backend.xp_for(backend.check_device(device))
+    return _leaf(xp.eye(n, m, dtype=as_dtype(dtype) or DEFAULT_FLOAT), requires_grad)
+
+
+def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
+    """``steps`` evenly spaced values from start to end, both included (float32 default)."""
+    steps = _size("linspace", "steps", steps)
+    start, end = (v.item() if isinstance(v, Tensor) else v for v in (start, end))
+    for name, v in (("start", start), ("end", end)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ArgumentError(f"linspace: {name} must be a number, got {v!r}")
+    xp = backend.xp_for(backend.check_device(device))
+    data = xp.linspace(start, end, steps, dtype=np.float64)
+    return _leaf(data.astype(as_dtype(dtype) or DEFAULT_FLOAT), requires_grad)
+
+
+def from_numpy(array) -> Tensor:
+    """A tensor that shares memory with the NumPy array (changes show in both) and keeps
+    its dtype (a float64 array gives a float64 tensor)."""
+    if not isinstance(array, np.ndarray):
+        raise DTypeError(f"from_numpy: expected a NumPy ndarray, got {type(array).__name__}; "
+                         f"use mg.tensor(data) for lists and numbers")
+    if array.dtype.kind not in "biuf":
+        raise DTypeError(f"from_numpy: the array's dtype {array.dtype} is not numeric")
+    return Tensor._make(array, False)
+
+
+def as_tensor(data, dtype=None, device=None) -> Tensor:
+    """``data`` as a tensor, without a copy where it can: the same tensor, or an array's
+    memory when the dtype and device already match (arrays keep their dtype); otherwise a
+    new tensor as mg.tensor makes it."""
+    dtype = as_dtype(dtype)
+    if isinstance(data, Tensor):
+        out = data if dtype is None else data.astype(dtype)
+        return out if device is None else out.to(device)
+    if isinstance(data, np.ndarray) or backend.device_of(data) == "cuda":
+        target = backend.check_device(device) if device is not None else backend.device_of(data)
+        if data.dtype.kind not in "biuf":
+            raise DTypeError(f"as_tensor: the array's dtype {data.dtype} is not numeric")
+        if (dtype is None or dtype == data.dtype) and target == backend.device_of(data):
+            return Tensor._make(data, False)
+        array = backend.to_device(data, target)
+        return Tensor._make(array.astype(dtype or array.dtype, copy=False), False)
+    return _new_tensor(data, dtype=dtype, device=device)
+
+
+def randperm(n, *, dtype=np.int64, device=None):
+    """A random permutation of 0..n-1 from the seeded generator."""
+    n = _size("randperm", "n", n)
+    device = backend.check_device(device)
+    return Tensor._make(backend.rng(device).permutation(n).astype(as_dtype(dtype)), False)
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Draw category indices from the rows of ``input`` (1-D or 2-D non-negative weights,
+    normalised per row) with the seeded generator: ``num_samples`` per row, with or without
+    replacement. Returns int64 of shape (num_samples,) or (rows, num_samples)."""
+    if generator is not None:
+        raise ArgumentError("multinomial: generator= is not supported; seed with "
+                            "mg.manual_seed(n)")
+    p = _check_weights(input, num_samples, replacement)
+    rows = p.reshape(-1, p.shape[-1])
+    xp = backend.get_array_module(rows)
+    if replacement:
+        u = backend.random_uniform((rows.shape[0], num_samples), np.float64, input.device)
+        out = _inverse_cdf(xp, rows, u)
+    else:   # exponential race: the k smallest E_i / w_i (E_i ~ Exp(1)) are k draws without
+        # replacement, each next one with probability proportional to its weight
+        u = backend.random_uniform(rows.shape, np.float64, input.device)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keys = -xp.log1p(-u) / rows             # weight 0: inf, drawn last
+        kw = {"kind": "stable"} if xp is np else {}
+        out = xp.argsort(keys, axis=-1, **kw)[:, :num_samples]
+    return Tensor._make(out.astype(np.int64).reshape(p.shape[:-1] + (num_samples,)), False)
+
+
+def _check_weights(input, num_samples, replacement):
+    if not isinstance(input, Tensor):
+        raise DTypeError(f"multinomial: input must be a Tensor, got {type(input).__name__}")
+    if input.array.dtype.kind != "f":
+        raise DTypeError(f"multinomial: input must be a floating-point tensor of weights, got "
+                         f"dtype {input.array.dtype} (convert with .float())")
+    if input.ndim not in (1, 2) or input.shape[-1] == 0:
+        raise ShapeError(f"multinomial: input must be 1-D or 2-D with at least one category, "
+                         f"got shape {input.shape}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or \
+            num_samples < 1:
+        raise ArgumentError(f"multinomial: num_samples must be an int >= 1, got {num_samples!r}")
+    if not replacement and num_samples > input.shape[-1]:
+        raise ArgumentError(f"multinomial: cannot draw {num_samples} samples from "
+                            f"{input.shape[-1]} categories without replacement; pass "
+                            f"replacement=True")
+    p = input.array.astype(np.float64)
+    xp = backend.get_array_module(p)
+    if not bool(xp.isfinite(p).all()) or bool((p < 0).any()):
+        raise ArgumentError("multinomial: the weights must be finite and >= 0 (got inf, nan "
+                            "or a negative entry); pass probabilities, e.g. softmax(logits)")
+    if bool((p.sum(-1) <= 0).any()):
+        raise ArgumentError("multinomial: every row of weights must have a positive sum")
+    return p
+
+
+def _inverse_cdf(xp, rows, u):
+    """Per row, the first category whose cumulative probability exceeds u: one
+    searchsorted over all rows at once, each row's CDF shifted by its row number."""
+    n, c = rows.shape
+    cdf = xp.cumsum(rows, axis=-1)
+    cdf = cdf / cdf[:, -1:]
+    cdf[:, -1] = 1.0
+    offset = xp.arange(n, dtype=np.float64)[:, None]
+    flat = xp.searchsorted((cdf + offset).reshape(-1), (u + offset).reshape(-1), side="right")
+    return xp.minimum(flat.reshape(n, -1) - (offset.astype(np.int64) * c), c - 1)
+
+
+# names that are also Python builtins: mg.max is torch.max, but minigrad.__all__ leaves them
+# out so that ``from minigrad import *`` does not replace the builtin max, sum, ... of a script
+BUILTIN_NAMES = frozenset({"abs", "all", "any", "max", "min", "pow", "sum"})
+
+__all__ = [
+    "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "square", "pow", "maximum",
+    "minimum", "div", "clamp", "clip", "softmax", "log_softmax", "matmul", "mm", "bmm", "outer",
+    "dot", "einsum", "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "sort",
+    "argsort", "topk", "cumsum", "prod", "logsumexp", "norm", "std", "var", "any", "all",
+    "numel", "reshape", "flatten", "transpose", "permute", "squeeze", "unsqueeze", "split",
+    "chunk", "unbind", "narrow", "select", "gather", "index_select", "masked_select", "t",
+    "tril", "triu", "isclose", "allclose", "eye", "linspace", "from_numpy", "as_tensor",
+    "randperm", "multinomial",
+]

@@ -1,0 +1,169 @@
+"""Shape and selection methods with PyTorch's names, built on the primitive ops (so their
+gradients come from Reshape, Expand, GetItem, Where, Permute): ``repeat``,
+``index_select``, ``select``, ``unbind``, ``narrow``, ``masked_select``, ``tril`` /
+``triu``, ``t()``, ``mT``, ``T``. Each takes the tensor first; Tensor's methods call them.
+"""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+from . import backend
+from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
+from .tensor import Tensor, _check_broadcast, _shape_arg, where
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple (compares, indexes, unpacks as one), like torch.Size.
+    (Slices and sums are plain tuples: no Python-level indexing on this hot path.)
+    repr() names the type, ``minigrad.Size([2, 3])``; str() and f-strings give the plain
+    ``(2, 3)``, which is what error messages show."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"minigrad.Size({list(self)})"
+
+    def __str__(self):
+        return tuple.__repr__(self)
+
+    def numel(self) -> int:
+        """The number of elements of a tensor of this shape."""
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+
+def _int(fn, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentError(f"{fn}: {name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
+def repeat(x, *sizes):
+    """Tile x: ``x.repeat(2, 3)`` stacks 2 copies along dim 0 and 3 along dim 1 (np.tile);
+    more sizes than dims add leading dims. The gradient adds up over the copies."""
+    sizes = tuple(_int("repeat", "sizes", s) for s in _shape_arg(sizes))
+    if len(sizes) < x.ndim:
+        raise ShapeError(f"repeat: got {len(sizes)} sizes {sizes} for a tensor of shape "
+                         f"{x.shape}; give at least one per dim ({x.ndim})")
+    if any(s < 0 for s in sizes):
+        raise ArgumentError(f"repeat: sizes must be >= 0, got {sizes}")
+    shape = (1,) * (len(sizes) - x.ndim) + x.shape
+    spread = tuple(v for n in shape for v in (1, n))            # (1, a, 1, b)
+    copies = tuple(v for r, n in zip(sizes, shape) for v in (r, n))   # (r1, a, r2, b)
+    return x.reshape(spread).expand(copies).reshape(tuple(r * n for r, n in zip(sizes, shape)))
+
+
+def _int_index(fn, index, size):
+    idx = index.array if isinstance(index, Tensor) else np.asarray(index)
+    if idx.dtype.kind not in "iu":
+        raise DTypeError(f"{fn}: index must be an integer tensor, got dtype {idx.dtype}")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= size):
+        bad = int(idx.min()) if int(idx.min()) < 0 else int(idx.max())
+        raise IndexRangeError(f"{fn}: index {bad} is out of range for a dim of size {size} "
+                              f"(expected 0..{size - 1})")
+    return idx
+
+
+def index_select(x, dim, index):
+    """The entries of x at the integer positions ``index`` (1-D) along dim."""
+    dim = x._dim("index_select", dim)
+    idx = _int_index("index_select", index, x.shape[dim] if x.ndim else 1)
+    if idx.ndim > 1:
+        raise ShapeError(f"index_select: index must be 1-D, got shape {tuple(idx.shape)}")
+    if x.ndim == 0:
+        return x.reshape(1)[idx.reshape(-1)].reshape(())
+    return x[(slice(None),) * dim + (idx.reshape(-1),)]
+
+
+def select(x, dim, index):
+    """x[..., index, ...] with index on dim (that dim removed)."""
+    dim = x._dim("select", dim)
+    n = x.shape[dim]
+    index = _int("select", "index", index)
+    if not -n <= index < n:
+        raise IndexRangeError(f"select: index {index} is out of range for dim {dim} of size "
+                              f"{n}")
+    return x[(slice(None),) * dim + (index % n,)]
+
+
+def unbind(x, dim=0):
+    """The slices of x along dim, as a tuple (dim removed)."""
+    dim = x._dim("unbind", dim)
+    return tuple(x[(slice(None),) * dim + (i,)] for i in range(x.shape[dim]))
+
+
+def narrow(x, dim, start, length):
+    """x's entries start..start+length-1 along dim (a view in torch; here a slice)."""
+    dim = x._dim("narrow", dim)
+    n = x.shape[dim]
+    start, length = _int("narrow", "start", start), _int("narrow", "length", length)
+    if not -n <= start <= n:
+        raise IndexRangeError(f"narrow: start {start} is out of range for dim {dim} of size {n}")
+    start %= n if n else 1
+    if length < 0 or start + length > n:
+        raise IndexRangeError(f"narrow: start ({start}) + length ({length}) exceeds dim {dim} "
+                              f"of size {n}")
+    return x[(slice(None),) * dim + (slice(start, start + length),)]
+
+
+def masked_select(x, mask):
+    """The entries of x where the boolean ``mask`` (broadcast with x) is True, as 1-D."""
+    m = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
+    if m.dtype != bool:
+        raise DTypeError(f"masked_select: mask must be boolean, got dtype {m.dtype}")
+    _check_broadcast("masked_select", x.shape, tuple(m.shape))
+    shape = tuple(np.broadcast_shapes(x.shape, tuple(m.shape)))
+    xp = backend.get_array_module(x.array)
+    m = xp.broadcast_to(backend.to_device(m, x.device), shape)
+    return x.expand(shape)[m]
+
+
+def _triangle(fn, x, diagonal, keep):
+    if x.ndim < 2:
+        raise ShapeError(f"{fn}: expected a tensor with at least 2 dims (a matrix or a batch "
+                         f"of them), got shape {x.shape}")
+    diagonal = _int(fn, "diagonal", diagonal)
+    xp = backend.get_array_module(x.array)
+    mask = keep(xp.ones(x.shape[-2:], dtype=bool), k=diagonal)
+    return where(Tensor._make(mask, False), x, 0)
+
+
+def tril(x, diagonal=0):
+    """The lower triangle of the last two dims (entries j <= i + diagonal), zeros above."""
+    return _triangle("tril", x, diagonal, backend.get_array_module(x.array).tril)
+
+
+def triu(x, diagonal=0):
+    """The upper triangle of the last two dims (entries j >= i + diagonal), zeros below."""
+    return _triangle("triu", x, diagonal, backend.get_array_module(x.array).triu)
+
+
+def t(x):
+    """The transpose of a matrix; a 0-d or 1-d tensor as it is (torch.t)."""
+    if x.ndim > 2:
+        raise ShapeError(f"t: expects a tensor with <= 2 dims, got shape {x.shape}; use "
+                         f".mT or .transpose(-2, -1) for a batch of matrices")
+    return x.transpose(0, 1) if x.ndim == 2 else x
+
+
+def matrix_transpose(x):
+    """x.mT: the last two dims swapped (a batch of matrices transposed)."""
+    if x.ndim < 2:
+        raise ShapeError(f"mT: expects a tensor with >= 2 dims (a matrix or a batch of them), "
+                         f"got shape {x.shape}")
+    return x.transpose(-2, -1)
+
+
+def reverse_dims(x):
+    """x.T: all dims reversed. As torch, this is the transpose for a matrix and warns for
+    more than 2 dims (write .mT for a batch of matrices, or permute)."""
+    if x.ndim > 2:
+        warnings.warn(f"x.T on a tensor of {x.ndim} dims reverses all of them (shape "
+                      f"{x.shape}); write x.mT to transpose a batch of matrices or "
+                      f"x.permute(*reversed(range(x.ndim))) to reverse the dims", UserWarning,
+                      stacklevel=3)
+    return x.permute(*reversed(range(x.ndim))) if x.ndim > 1 else x
