@@ -28,7 +28,8 @@ Reduction paths (``DDP.reduction``; ``MINIGPT_DDP_REDUCE=mpi|mpi-cuda|nccl|host`
   "cuda" when the MPI library is not CUDA-aware (the ``mpich`` wheel is not).
 * ``host``: GPU -> host copy, ``MPI_Allreduce``, host -> GPU; the fallback on "cuda".
 
-Every CuPy-specific call goes through ``minigrad.backend``.
+Every CuPy-specific call goes through ``minigrad.backend`` (the GPU, MPI and NCCL
+helpers through ``minigrad.backend.distributed``).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from minigrad import backend
+from minigrad.backend import distributed
 
 from .errors import MinigptError
 
@@ -300,10 +302,10 @@ class DDP:
         self.gpu = None
         ranks_per_gpu = 1
         cuda_aware = nccl = False
-        if device == "cuda" and backend.cuda_device_count() > 0:
-            self.gpu = backend.use_cuda_device(self.local_rank)
-            ranks_per_gpu = -(-self.local_size // backend.cuda_device_count())
-            cuda_aware, nccl = backend.is_cuda_aware_mpi(), backend.nccl_available()
+        if device == "cuda" and distributed.cuda_device_count() > 0:
+            self.gpu = distributed.use_cuda_device(self.local_rank)
+            ranks_per_gpu = -(-self.local_size // distributed.cuda_device_count())
+            cuda_aware, nccl = distributed.is_cuda_aware_mpi(), distributed.nccl_available()
         self.reduction, self.reduction_why = choose_reduction(
             device, reduction or os.environ.get("MINIGPT_DDP_REDUCE"), cuda_aware=cuda_aware,
             nccl=nccl, ranks_per_gpu=ranks_per_gpu)
@@ -313,8 +315,8 @@ class DDP:
                            "set MINIGPT_DDP_REDUCE to one that every node supports")
         self._nccl = None
         if self.reduction == "nccl" and self.world_size > 1:
-            uid = self.comm.bcast(backend.nccl_unique_id() if self.rank == 0 else None, root=0)
-            self._nccl = backend.nccl_communicator(self.world_size, uid, self.rank)
+            uid = self.comm.bcast(distributed.nccl_unique_id() if self.rank == 0 else None, root=0)
+            self._nccl = distributed.nccl_communicator(self.world_size, uid, self.rank)
         self._buckets: GradBuckets | None = None
         self.allreduce_s = 0.0           # seconds spent in gradient all-reduces (bench)
         self.allreduce_calls = 0
@@ -361,7 +363,7 @@ class DDP:
             backend.synchronize("cuda")                  # the kernels that wrote flat are done
             self.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
         elif self.reduction == "nccl":
-            backend.nccl_allreduce_sum_(self._nccl, flat)
+            distributed.nccl_allreduce_sum_(self._nccl, flat)
         else:                                            # host
             host = backend.to_numpy(flat)
             self.comm.Allreduce(MPI.IN_PLACE, host, op=MPI.SUM)
@@ -440,7 +442,7 @@ class DDP:
 
     def describe(self) -> str:
         """One line for the start of a run: ranks, device, buckets and the reduction path."""
-        where = (f"cuda (local rank r on GPU r % {backend.cuda_device_count()})"
+        where = (f"cuda (local rank r on GPU r % {distributed.cuda_device_count()})"
                  if self.device == "cuda" else "cpu")
         b = self._buckets
         buckets = (f"{len(b.buckets)} bucket{'s' * (len(b.buckets) != 1)} ({b.nbytes / 2**20:.1f}"

@@ -6,8 +6,13 @@
     y.backward()
     x.grad   # tensor([[2., 4.]])
 """
-from . import backend, composite, functional, fused, ops  # noqa: F401  (registers the ops)
-from .autograd import OPS, Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad, stage
+from . import backend, composite, functional, fused, inplace, ops  # noqa: F401  (registers ops)
+from . import autograd  # noqa: F401  (mg.autograd.grad, as torch.autograd.grad)
+from .autograd import (OPS, Function, detect_anomaly, enable_grad, inference_mode,
+                       is_grad_enabled, is_inference_mode_enabled, no_grad, stage)
+from .dtypes import (double, float16, float32, float64, half, int8, int16, int32, int64, long,
+                     promote_types, short, uint8)
+from .dtypes import bool_ as bool, float32 as float, int32 as int  # noqa: A001 (torch's names)
 from .backend import cuda_is_available, get_default_device, manual_seed, set_default_device
 from .creation import (arange, empty, full, full_like, ones, ones_like, rand, randint, randn,
                        randn_like, tensor, zeros, zeros_like)
@@ -21,9 +26,6 @@ from .functions import *  # noqa: E402,F401,F403  (the names in functions.__all_
 from .shape_ops import Size  # noqa: E402
 from .version import __getattr__  # noqa: E402  (mg.__version__, read when first asked for)
 
-float32 = "float32"
-float64 = "float64"
-int64 = "int64"
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "empty", "arange", "randn", "rand", "randint",
@@ -32,4 +34,7 @@ __all__ = [
     "manual_seed", "set_default_device", "get_default_device", "cuda_is_available", "OPS",
     "Function", "functional", "composite", "nn", "optim", "viz", "save", "load", "Size",
     "functions", *(n for n in functions.__all__ if n not in functions.BUILTIN_NAMES),
+    "autograd", "inference_mode", "is_inference_mode_enabled", "promote_types",
+    "bool", "uint8", "int8", "int16", "short", "int32", "int", "int64", "long", "float16",
+    "half", "float32", "float", "float64", "double",
 ]

@@ -6,7 +6,9 @@ is the same for every op, so each op stays a few lines:
 - it sums every returned gradient back to its input's shape (broadcasting),
 - it orders the graph with an iterative topological sort (no recursion limit),
 - it adds up the contributions of a tensor used several times (``a * a``),
-- it frees each node's saved arrays right after its backward ran.
+- it frees each node's saved arrays right after its backward ran,
+- it refuses to backpropagate through an op whose saved tensors were modified in place
+  since its forward (version counters, as in PyTorch; see ``Version``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import contextlib
 import numpy as np
 
 from . import backend
-from .errors import AnomalyError, DeviceError, GraphError
+from .errors import AnomalyError, DeviceError, GraphError, ShapeError
 
 OPS: dict[str, type] = {}   # name -> Function class; tests enumerate it
 
@@ -23,6 +25,9 @@ _grad_enabled = True
 _anomaly_mode = False
 _tensor_class = None    # minigrad.tensor.Tensor; tensor.py (which imports this module) sets it
 _current_stage = None   # a label (e.g. "attention") that new graph nodes are tagged with
+_inference_mode = False  # inside inference_mode(True)
+_epoch = 0              # bumped by every in-place write; graph nodes remember it at forward
+_views_rebased = False  # set once an in-place op rewired the graph of a storage with views
 
 
 def register(cls):
@@ -31,17 +36,59 @@ def register(cls):
     return cls
 
 
+class Version:
+    """The version counter of one storage, shared by a tensor, its views and detach():
+    ``version`` counts the in-place writes (``Tensor._version``, as in PyTorch), ``stamp``
+    is the global epoch of the last one. A graph node records the epoch at its forward;
+    if a tensor it saved has a later stamp at backward, its saved values are stale.
+    ``gen`` counts the in-place ops that rewired the graph of this storage (views made
+    before then must re-derive their graph from their base, see Tensor._refresh_view)."""
+
+    __slots__ = ("version", "stamp", "history", "gen", "has_views")
+
+    def __init__(self):
+        self.version, self.stamp, self.history, self.gen, self.has_views = 0, 0, [], 0, False
+
+    def bump(self):
+        global _epoch
+        _epoch += 1
+        self.version += 1
+        self.stamp = _epoch
+        self.history.append(_epoch)
+        if len(self.history) > 16:        # enough to name the version a node saw
+            del self.history[0]
+
+    def version_at(self, epoch):
+        """The version this storage had at ``epoch`` (exact for its last 16 writes)."""
+        return self.version - sum(1 for s in self.history if s > epoch)
+
+
 class Function:
     """One differentiable op. Subclasses define forward(*arrays, **consts) -> array
     and backward(grad) -> one gradient per tensor input (None where there is none).
     ``self.xp`` is the array module of the inputs; ``self.needs_grad[i]`` says whether
-    input i wants a gradient, so backward can skip work."""
+    input i wants a gradient, so backward can skip work.
+
+    What backward reads is declared per class, for the version check: ``saved_inputs``
+    (indices of the inputs whose arrays it keeps; None: all of them; or a dict
+    {input: the inputs whose gradients read it}, so ``y * 2`` with only y requiring grad
+    does not count as keeping y) and ``saves_output``. The defaults are the conservative
+    "everything"; an op that declares less lets ``y = x + 1; y += 1`` through.
+
+    ``view = True`` marks an op whose output can share its first input's memory (reshape,
+    permute, expand, basic indexing): the output then shares the input's version counter
+    and remembers how it was made."""
 
     differentiable = True
+    saved_inputs = None
+    saves_output = True
+    view = False
 
     @classmethod
     def apply(cls, *tensors, **consts):
         # (the hot path of every op: kept lean, it is most of the cost of tiny tensors)
+        if _views_rebased and _grad_enabled:
+            _refresh_views(tensors)
         arrays = [t.array for t in tensors]
         first = arrays[0]
         kind = type(first)
@@ -68,7 +115,19 @@ class Function:
         result = _tensor_class._make(out, requires_grad)
         if requires_grad:   # non-leaf inputs by their data-less stand-ins (Tensor)
             fn.inputs = tuple(t if t._ctx is None else t._graph_stand_in() for t in tensors)
+            fn.epoch = _epoch
             result._ctx = fn
+        if cls.view:    # NumPy and CuPy point a view's base at the array owning the memory
+            base = out.base
+            if base is not None and (base is first or base is first.base):
+                # the view shares its input's version counter and remembers how it was
+                # made, to be re-derived from its base (Tensor._refresh_view, inplace.py)
+                src = tensors[0]
+                vc = src._vc
+                if vc is None:
+                    vc = src._vc = Version()
+                vc.has_views = True
+                result._vc, result._view = vc, (src, cls, consts, vc.gen, _grad_enabled)
         return result
 
     def forward(self, *arrays, **consts):  # pragma: no cover - abstract
@@ -80,6 +139,64 @@ class Function:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+
+def view_chain(t):
+    """(root, [(op class, consts), ...]): the tensor that owns t's memory and the view
+    ops that make t from it (``t._view`` is (parent, op class, consts, gen, whether it was
+    made in grad mode))."""
+    chain = []
+    while t._view is not None:
+        parent, cls, consts = t._view[:3]
+        chain.append((cls, consts))
+        t = parent
+    chain.reverse()
+    return t, chain
+
+
+def _refresh_views(tensors):
+    for t in tensors:
+        if t._view is not None and t._view[3] != t._vc.gen:
+            t._refresh_view()
+
+
+def version_of(t):
+    """t's version counter: a graph stand-in made before its tensor had one reaches it
+    through the tensor (None: never written in place, nor viewed)."""
+    vc = t._vc
+    if vc is None and t._real is not None:
+        real = t._real()
+        vc = real._vc if real is not None else None
+    return vc
+
+
+def check_saved_versions(node, fn):
+    """Raise a GraphError if a tensor ``fn`` saved for backward (an input, or ``node``,
+    its output) was modified in place after fn's forward (PyTorch's check)."""
+    cls = type(fn)
+    saved = cls.saved_inputs
+    if saved is None:
+        indices = range(len(fn.inputs))
+    elif isinstance(saved, dict):
+        indices = [i for i, users in saved.items() if any(fn.needs_grad[j] for j in users)]
+    else:
+        indices = saved
+    suspects = [(f"input {i}", fn.inputs[i]) for i in indices]
+    if cls.saves_output:
+        suspects.append(("output 0", node))
+    suspects += [("a tensor it indexes or masks with", t) for t in getattr(fn, "guards", ())]
+    own = getattr(fn, "own_counter", None)     # an in-place op's target: saved as a copy
+    for what, t in suspects:
+        vc = version_of(t)
+        if vc is not None and vc is not own and vc.stamp > fn.epoch:
+            raise GraphError(
+                f"backward: one of the variables needed for gradient computation has been "
+                f"modified by an inplace operation: the tensor of shape {tuple(t.shape)} and "
+                f"dtype {t.dtype}, {what} of {fn.name}, is at version {vc.version}; expected "
+                f"version {vc.version_at(fn.epoch)} instead (the version {fn.name} saved it "
+                f"at). Don't modify it in place between the forward and backward(): write "
+                f"the out-of-place form (y = y + 1 instead of y += 1, x.masked_fill(...) "
+                f"instead of x.masked_fill_(...)), or .clone() it before the in-place op.")
 
 
 def unbroadcast(grad, shape):
@@ -95,10 +212,10 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
-def _toposort(root):
+def _toposort(roots):
     """Tensors that need a gradient, outputs before inputs (iterative DFS post-order)."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in reversed(roots)]
     while stack:
         node, done = stack.pop()
         if done:
@@ -136,14 +253,23 @@ def _toposort_all(root):
     return order
 
 
-def backward(root, grad, retain_graph=False):
+def backward(root, grad, retain_graph=False, inputs=None):
     """Accumulate d(root)/d(leaf) * grad into every leaf's .grad.
 
     Leaves accumulate across calls (``.grad`` is added to, as in PyTorch; call
-    zero_grad() between steps). Non-leaves keep no gradient unless retain_grad()."""
+    zero_grad() between steps). Non-leaves keep no gradient unless retain_grad().
+    ``root`` may be a list of tensors, with ``grad`` the list of their gradients. With
+    ``inputs`` (a dict id -> None, see grad()), the gradients of those tensors are
+    collected into that dict instead, and no .grad is touched."""
     from .tensor import Tensor
-    grads = {id(root): grad}
-    for node in _toposort(root):
+    roots, seeds = (root, grad) if isinstance(root, list) else ([root], [grad])
+    # a root that is also an input of another op (or root) is reached as its stand-in
+    # there: start from the stand-in too, so that its op runs once
+    roots = [r if r._stand_in is None else r._stand_in for r in roots]
+    grads = {}
+    for r, g in zip(roots, seeds):
+        grads[id(r)] = g if id(r) not in grads else grads[id(r)] + g
+    for node in _toposort(roots):
         g = grads.pop(id(node), None)
         if g is None:
             continue
@@ -153,17 +279,26 @@ def backward(root, grad, retain_graph=False):
                 if replaced is not None:
                     g = replaced.array if isinstance(replaced, Tensor) else replaced
         fn = node._ctx
-        if fn is None:  # a leaf: accumulate, owning the array (it may be shared)
+        if inputs is not None:
+            key = id(node._real()) if node._real is not None else id(node)
+            if key in inputs:
+                inputs[key] = g if inputs[key] is None else inputs[key] + g
+            if fn is None:
+                continue
+        elif fn is None:  # a leaf: accumulate, owning the array (it may be shared)
             if node.grad is None:
                 node.grad = Tensor._make(g.copy(), False)
             else:
                 node.grad.array += g
             continue
-        if node._retain_grad:
-            node.grad = Tensor._make(g.copy(), False)
-        real = node._real() if node._real is not None else None    # node is a stand-in
-        if real is not None and real._retain_grad:
-            real.grad = node.grad if node._retain_grad else Tensor._make(g.copy(), False)
+        if inputs is None:
+            if node._retain_grad:
+                node.grad = Tensor._make(g.copy(), False)
+            real = node._real() if node._real is not None else None    # node is a stand-in
+            if real is not None and real._retain_grad:
+                real.grad = node.grad if node._retain_grad else Tensor._make(g.copy(), False)
+        if fn.epoch != _epoch:    # something was written in place since this forward
+            check_saved_versions(node, fn)
         in_grads = fn.backward(g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
@@ -211,6 +346,104 @@ class enable_grad(contextlib.ContextDecorator):
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+class inference_mode(contextlib.ContextDecorator):
+    """torch.inference_mode: a context manager / decorator (``@inference_mode`` or
+    ``@inference_mode()``) in which ops record no graph, like no_grad. ``mode=False``
+    turns grad mode on instead, as in torch. One difference: tensors made inside are
+    ordinary tensors (torch marks them as inference tensors, which autograd refuses
+    later); minigrad has no separate inference path, so there is nothing to refuse."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):                  # used bare: @inference_mode
+            return cls()(mode)
+        return super().__new__(cls)
+
+    def __init__(self, mode=True):
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled, _inference_mode
+        self._prev = _grad_enabled, _inference_mode
+        _grad_enabled, _inference_mode = not self.mode, self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled, _inference_mode
+        _grad_enabled, _inference_mode = self._prev
+
+
+def is_inference_mode_enabled() -> bool:
+    return _inference_mode
+
+
+def seed_grad(t, fn, gradient):
+    """The output gradient backward starts from: ``gradient`` as an array of t's shape
+    (a tensor of ones for a one-element t when it is None)."""
+    if not t.requires_grad:
+        raise GraphError(f"{fn}: this tensor does not require grad and has no graph "
+                         "(did you compute it under no_grad(), or from tensors without "
+                         "requires_grad=True?)")
+    xp = backend.get_array_module(t.array)
+    if gradient is None:
+        if t.array.size != 1:
+            raise GraphError(f"{fn}: grad can be implicitly created only for a scalar "
+                             f"output, got shape {t.shape}; pass gradient= of that "
+                             f"shape (e.g. mg.ones_like(out))")
+        return xp.ones_like(t.array)
+    gradient = gradient.array if isinstance(gradient, _tensor_class) else xp.asarray(
+        gradient, dtype=t.dtype)
+    if tuple(gradient.shape) != t.shape:
+        raise ShapeError(f"{fn}: gradient must have the output's shape {t.shape}, "
+                         f"got {tuple(gradient.shape)}")
+    return gradient
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """torch.autograd.grad: the gradients of ``outputs`` with respect to ``inputs``, as a
+    tuple (one per input), without touching any ``.grad``. ``grad_outputs`` gives
+    d(something)/d(output) for each output (needed unless the output has one element);
+    the graph is freed unless ``retain_graph=True``. An input the outputs do not depend
+    on is an error, or None with ``allow_unused=True``."""
+    from .tensor import Tensor
+    if create_graph:
+        raise GraphError("autograd.grad: create_graph=True (higher-order gradients) is not "
+                         "supported: minigrad's backward runs on raw arrays and records no "
+                         "graph; compute second derivatives by finite differences of "
+                         "first-order gradients instead")
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise GraphError(f"autograd.grad: grad_outputs must hold one gradient per output "
+                         f"({len(outputs)}), got {grad_outputs!r}"[:300])
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise GraphError(f"autograd.grad: inputs[{i}] must be a Tensor, got "
+                             f"{type(t).__name__}")
+        if not t.requires_grad:
+            raise GraphError(f"autograd.grad: inputs[{i}] (shape {t.shape}) does not "
+                             f"require grad; create it with requires_grad=True")
+    seeds = [seed_grad(out, "autograd.grad", g) for out, g in zip(outputs, grad_outputs)]
+    found = {id(t): None for t in inputs}
+    backward(outputs, seeds, retain_graph=bool(retain_graph), inputs=found)
+    result = []
+    for i, t in enumerate(inputs):
+        g = found[id(t)]
+        if g is None and not allow_unused:
+            raise GraphError(f"autograd.grad: the differentiated tensor at index {i} (shape "
+                             f"{t.shape}) appears to not have been used in the graph; pass "
+                             f"allow_unused=True to get None for it")
+        if g is not None and g.shape != t.array.shape:
+            g = unbroadcast(g, t.array.shape)
+        result.append(None if g is None else Tensor._make(g.copy(), False))
+    return tuple(result)
 
 
 class detect_anomaly(contextlib.ContextDecorator):

@@ -1,7 +1,11 @@
-"""The functional ops written with primitives only: the readable versions.
+"""The readers' path: the functional ops written with primitives only.
 
-Step through these to see what the fused ops in fused.py compute; the tests
-check that each one equals its fused twin in value and gradient.
+Start here to learn what an op computes. Each function is a few lines of tensor
+maths, and autograd derives its gradient from the primitives in ops.py. The same
+ops also exist fused (fused.py: one node with a hand-derived backward, whose NumPy
+code is the path CuPy takes) and, for the CPU, compiled (backend/kernels.py); each
+fused op's docstring names its twin here and its compiled loop. The tests check that
+each one equals its fused twin in value and gradient (tests/test_functional.py).
 """
 from __future__ import annotations
 

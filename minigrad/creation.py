@@ -8,21 +8,26 @@ import numpy as np
 
 from . import backend
 from .errors import ArgumentError, DTypeError
+from .dtypes import python_default
 from .tensor import DEFAULT_FLOAT, Tensor, _shape_arg, as_dtype
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """A new tensor from a list, scalar, NumPy/CuPy array or Tensor (copied).
-    Floats default to float32, ints to int64."""
+    """A new tensor from a list, scalar, NumPy/CuPy array or Tensor (copied), as
+    torch.tensor: Python floats become float32, ints int64, bools bool; an array (or
+    NumPy scalar) or a Tensor keeps its dtype (np.array([0.5]) stays float64)."""
     if isinstance(data, Tensor):
         data = data.array
     if not isinstance(data, np.ndarray) and backend.device_of(data) == "cpu":
+        from_python = not isinstance(data, np.generic)
         try:
             data = np.asarray(data)
         except ValueError as exc:   # ragged nested lists
             raise ArgumentError(f"tensor: data must be a rectangular nested list (every row "
                                 f"the same length), a scalar or an array; got a ragged "
                                 f"{type(data).__name__} ({exc})") from None
+        if dtype is None and from_python:
+            dtype = python_default(data)
     data = data.copy()
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 

@@ -5,6 +5,9 @@ Each class also derives from the builtin a NumPy/PyTorch user would expect, so
 
     MinigradError                       base of every error minigrad raises on purpose
     ├── ShapeError        (ValueError)  shapes that do not fit an op: matmul, broadcast, reshape
+    │   └── ConversionError (RuntimeError, TypeError)
+    │                                   bool/float/int/item/len/iter of a tensor whose shape
+    │                                   does not allow it (several values, or 0-d for len)
     ├── DTypeError        (TypeError)   a dtype an op cannot take: float indices, int inputs
     ├── DeviceError       (TypeError)   tensors on different devices mixed in one op
     ├── ArgumentError     (ValueError)  an argument outside its allowed values: a negative
@@ -34,6 +37,12 @@ class MinigradError(Exception):
 
 class ShapeError(MinigradError, ValueError):
     """Shapes that do not fit an op (matmul, broadcasting, reshape, ...)."""
+
+
+class ConversionError(ShapeError, RuntimeError, TypeError):
+    """A tensor turned into a Python value its shape does not allow: ``bool(t)``,
+    ``float(t)``, ``t.item()`` of several values, ``len()`` or iteration of a 0-d tensor.
+    PyTorch raises RuntimeError, ValueError or TypeError for these; this is all three."""
 
 
 class DeviceError(MinigradError, TypeError):
@@ -81,6 +90,6 @@ class OutputPathError(MinigradError, OSError):
     other than a regular file where a log is appended); see minigrad.fileio."""
 
 
-__all__ = ["MinigradError", "ShapeError", "DeviceError", "DTypeError", "ArgumentError",
-           "IndexRangeError", "GraphError", "AnomalyError", "GradcheckError", "StateDictError",
-           "SerializationError", "OutputPathError"]
+__all__ = ["MinigradError", "ShapeError", "ConversionError", "DeviceError", "DTypeError",
+           "ArgumentError", "IndexRangeError", "GraphError", "AnomalyError", "GradcheckError",
+           "StateDictError", "SerializationError", "OutputPathError"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
 import socket
 import stat
 import time
@@ -49,7 +48,7 @@ def _write_all(f, data: bytes) -> None:
 
 def _temp_name(path: Path) -> str:
     stem = os.fsdecode(os.fsencode(path.name)[:100])   # fits the 255-byte name limit
-    return f".{stem}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    return f".{stem}.{_HOST}-{os.getpid()}-{os.urandom(4).hex()}.tmp"
 
 
 def _mode_to_keep(path: Path) -> int | None:

@@ -1,6 +1,16 @@
 """Fused ops with hand-derived backward: one node instead of a dozen, fewer
-temporaries, and numerically safe forms (max-shifted exponentials). Each one is
-tested against its composition of primitives (composite.py), value and gradient.
+temporaries, and numerically safe forms (max-shifted exponentials).
+
+Each op here exists three times; its docstring names the other two:
+
+* its composite twin in composite.py, the readers' path (primitives only);
+* its NumPy code here, written once against ``xp``, blocked, in place and threaded
+  (backend/threads.py): the path CuPy takes, and NumPy's with the compiled loops off;
+* on contiguous float32/float64 NumPy arrays, its compiled loop in backend/kernels.py,
+  picked per call by ``kernels_for``.
+
+tests/test_functional.py holds each op equal to its composite, and tests/test_kernels.py
+each compiled loop equal to the NumPy code, value and gradient, in float32 and float64.
 """
 from __future__ import annotations
 
@@ -9,7 +19,9 @@ import math
 import numpy as np
 
 from .autograd import Function, register
-from .backend import blas_rows, blas_tasks, erf, kernels_for, parallel_for, split_rows
+from .backend import kernels_for
+from .backend.mathfns import erf
+from .backend.threads import blas_rows, blas_tasks, parallel_for, split_rows
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -28,7 +40,12 @@ def _logsumexp(xp, x, axis):
 
 @register
 class Softmax(Function):
+    """softmax along ``axis``. Composite twin: composite.softmax. No compiled loop (the
+    attention softmax has one: see Attention)."""
     # y = e^x / sum e^x;  dx = y * (g - sum(g * y))
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = _softmax(self.xp, x, axis)
@@ -41,7 +58,11 @@ class Softmax(Function):
 
 @register
 class LogSoftmax(Function):
+    """log_softmax along ``axis``. Composite twin: composite.log_softmax. No compiled loop."""
     # y = x - logsumexp(x);  dx = g - softmax(x) * sum(g)
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x, axis=-1):
         self.axis = axis
         self.out = x - _logsumexp(self.xp, x, axis)
@@ -53,8 +74,14 @@ class LogSoftmax(Function):
 
 @register
 class CrossEntropy(Function):
+    """Mean cross-entropy of logits (N, C) against integer targets. Composite twin:
+    composite.cross_entropy. Compiled loops: kernels.log_sum_exp_rows (forward),
+    kernels.cross_entropy_backward."""
     # loss = mean over kept rows of (logsumexp(z) - z[target]);
     # dz = (softmax(z) - onehot(target)) / n_kept on kept rows, 0 on ignored rows
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, logits, targets, ignore_index=-100):
         xp = self.xp
         rows = xp.arange(logits.shape[0])
@@ -107,10 +134,15 @@ class CrossEntropy(Function):
 
 @register
 class LayerNorm(Function):
+    """LayerNorm over the last axis. Composite twin: composite.layer_norm. Compiled loops:
+    kernels.layer_norm_forward, kernels.layer_norm_backward."""
     # xhat = (x - mean) / sqrt(var + eps), y = xhat * w + b   (over the last axis)
     # dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = g * w
     # Row means are matrix-vector products (BLAS, every core) rather than NumPy's slow
     # reductions over short rows; the rest runs in place, block by block.
+    saved_inputs = {1: (0,)}
+    saves_output = False
+
     def forward(self, x, weight, bias, eps=1e-5):
         xp = self.xp
         n = x.shape[-1]
@@ -196,12 +228,17 @@ def _gelu_sigmoid(xp, xs, s):
 
 @register
 class GeluTanh(Function):
+    """GELU, tanh form. Composite twin: composite.gelu(x, approximate="tanh"). Compiled
+    loops: kernels.gelu_forward, kernels.gelu_backward."""
     # y = x/2 (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3)   (GPT-2's GELU)
     #   = x s, with s = sigmoid(2u) = 1 / (1 + exp(-2u))   (the same function, fewer passes)
     # dy/dx = s + x s (1 - s) du2/dx,  du2/dx = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2)
     # In place, piece by piece on every core: this op sees the widest activations (4 C).
     # Only x is saved; backward recomputes s (as PyTorch recomputes tanh), so GELU costs one
     # activation of memory, not two.
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         xp = self.xp
         xf = xp.ascontiguousarray(x).reshape(-1)
@@ -247,7 +284,11 @@ class GeluTanh(Function):
 
 @register
 class GeluExact(Function):
+    """GELU, erf form. Composite twin: composite.gelu(x). No compiled loop (erf: mathfns)."""
     # y = x Phi(x) = x/2 (1 + erf(x / sqrt 2));  dy/dx = Phi(x) + x phi(x)
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         self.x = x
         self.cdf = (0.5 * (1 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
@@ -261,7 +302,12 @@ class GeluExact(Function):
 
 @register
 class Dropout(Function):
+    """x times a given mask of 0 and 1/(1-p). Composite twin: composite.dropout. No
+    compiled loop."""
     # y = x * mask, mask already holding 0 or 1/(1-p);  dx = g * mask
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, mask):
         self.mask = mask
         return x * mask
@@ -272,11 +318,16 @@ class Dropout(Function):
 
 @register
 class Linear(Function):
+    """x @ W^T + b. Composite twin: composite.linear. No compiled loop: BLAS, split over
+    the cores by threads.blas_rows and blas_tasks."""
     # y = x @ W^T + b, W of shape (out, in) as in torch.nn.Linear; rows flattened so
     # every product is one 2-D GEMM:  dx = g @ W,  dW = g^T @ x,  db = sum_rows g.
     # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
     # core, bias added while the piece is in cache, and the backward computes dx beside dW
     # (backend.blas_rows, blas_tasks).
+    saved_inputs = {0: (1,), 1: (0,)}
+    saves_output = False
+
     def forward(self, x, weight, bias=None):
         xp = self.xp
         x2 = self.x2 = x.reshape(-1, x.shape[-1])
@@ -444,6 +495,9 @@ def _add_rows(total, part):
 
 @register
 class Attention(Function):
+    """Scaled dot-product attention, causal or not. Composite twin: composite.attention.
+    Compiled loops: kernels.softmax_rows_ (the masked softmax of _attention_weights),
+    kernels.softmax_rows_backward_."""
     # causal scaled dot-product attention, q (..., Tq, hs), k (..., Tk, hs), v (..., Tk, hv):
     # s = q k^T * scale, masked so query i sees keys j <= i + (Tk - Tq); p = softmax(s);
     # y = (p * dropout_mask) @ v.
@@ -463,12 +517,18 @@ class Attention(Function):
 
 @register
 class MultiHeadAttention(Function):
+    """A GPT block's attention from qkv. Composite twin: split qkv into heads, then
+    composite.attention per head (tests/test_functional.py writes it out). Compiled loops:
+    Attention's, per batch piece."""
     # The whole attention of a GPT block after c_attn, in one node:
     # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
     # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested
     # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
     # writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU the B x nh heads are cut
     # into one piece per core, each piece a whole attention (backend.blas_rows).
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, qkv, n_head, causal=True, dropout_mask=None):
         xp = self.xp
         B, T, C3 = qkv.shape

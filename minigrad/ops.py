@@ -8,6 +8,8 @@ attention, linear) live in fused.py and are registered in the same table.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .autograd import Function, register
 
 # ----------------------------------------------------------------------------- binary
@@ -16,6 +18,9 @@ from .autograd import Function, register
 @register
 class Add(Function):
     # d(a+b)/da = 1, d(a+b)/db = 1
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, a, b):
         return a + b
 
@@ -26,6 +31,9 @@ class Add(Function):
 @register
 class Sub(Function):
     # d(a-b)/da = 1, d(a-b)/db = -1
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, a, b):
         return a - b
 
@@ -36,6 +44,9 @@ class Sub(Function):
 @register
 class Mul(Function):
     # d(ab)/da = b, d(ab)/db = a
+    saved_inputs = {0: (1,), 1: (0,)}   # a is read for db only, b for da
+    saves_output = False
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -48,6 +59,9 @@ class Mul(Function):
 @register
 class Div(Function):
     # d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+    saved_inputs = {0: (1,), 1: (0, 1)}
+    saves_output = False
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -60,6 +74,9 @@ class Div(Function):
 @register
 class Pow(Function):
     # d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a   (tensor exponent; a > 0 for db)
+    saved_inputs = {0: (0, 1), 1: (0,)}
+    saves_output = True
+
     def forward(self, a, b):
         self.a, self.b = a, b
         self.out = a ** b
@@ -74,6 +91,9 @@ class Pow(Function):
 @register
 class Maximum(Function):
     # d max(a,b)/da = 1 where a > b, 1/2 where a == b (as PyTorch), else 0
+    saved_inputs = (0, 1)
+    saves_output = False
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return self.xp.maximum(a, b)
@@ -90,6 +110,9 @@ class Maximum(Function):
 @register
 class PowScalar(Function):
     # d(x^c)/dx = c x^(c-1)
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x, exponent):
         self.x, self.c = x, exponent
         return x ** exponent
@@ -101,6 +124,9 @@ class PowScalar(Function):
 @register
 class Neg(Function):
     # d(-x)/dx = -1
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x):
         return -x
 
@@ -111,6 +137,9 @@ class Neg(Function):
 @register
 class Exp(Function):
     # d e^x/dx = e^x
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         self.out = self.xp.exp(x)
         return self.out
@@ -122,6 +151,9 @@ class Exp(Function):
 @register
 class Log(Function):
     # d ln x/dx = 1/x
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         self.x = x
         return self.xp.log(x)
@@ -133,6 +165,9 @@ class Log(Function):
 @register
 class Sqrt(Function):
     # d sqrt(x)/dx = 1 / (2 sqrt(x))
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         self.out = self.xp.sqrt(x)
         return self.out
@@ -144,6 +179,9 @@ class Sqrt(Function):
 @register
 class Tanh(Function):
     # d tanh(x)/dx = 1 - tanh(x)^2
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         from .backend import tanh
         self.out = tanh(x)
@@ -156,6 +194,9 @@ class Tanh(Function):
 @register
 class Erf(Function):
     # d erf(x)/dx = 2/sqrt(pi) e^(-x^2)
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         from .backend import erf
         self.x = x
@@ -168,6 +209,9 @@ class Erf(Function):
 @register
 class Sigmoid(Function):
     # d s(x)/dx = s(x) (1 - s(x)); computed as exp(-logaddexp(0, -x)) to never overflow
+    saved_inputs = ()
+    saves_output = True
+
     def forward(self, x):
         self.out = self.xp.exp(-self.xp.logaddexp(0, -x)).astype(x.dtype, copy=False)
         return self.out
@@ -179,6 +223,9 @@ class Sigmoid(Function):
 @register
 class Relu(Function):
     # d relu(x)/dx = 1 where x > 0 else 0
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x):
         self.mask = x > 0
         return x * self.mask
@@ -190,6 +237,9 @@ class Relu(Function):
 @register
 class Abs(Function):
     # d|x|/dx = sign(x) (0 at 0, as PyTorch)
+    saved_inputs = (0,)
+    saves_output = False
+
     def forward(self, x):
         self.x = x
         return self.xp.abs(x)
@@ -201,6 +251,9 @@ class Abs(Function):
 @register
 class Clip(Function):
     # d clip(x, lo, hi)/dx = 1 where lo <= x <= hi else 0
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, lo=None, hi=None):
         self.inside = self.xp.ones(x.shape, dtype=bool)
         if lo is not None:
@@ -229,6 +282,9 @@ def _expand_reduced(g, shape, axis, keepdims):
 @register
 class Sum(Function):
     # d sum(x)/dx_i = 1: the gradient is broadcast back over the summed axes
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
         return x.sum(axis=axis, keepdims=keepdims)
@@ -241,6 +297,9 @@ class Sum(Function):
 @register
 class Mean(Function):
     # d mean(x)/dx_i = 1/n, n the number of elements averaged
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, axis=None, keepdims=False):
         self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
         out = x.mean(axis=axis, keepdims=keepdims)
@@ -254,6 +313,9 @@ class Mean(Function):
 
 class _Extremum(Function):
     # d max(x)/dx_i = 1/k for each of the k elements equal to the max (ties share), else 0
+    saved_inputs = (0,)
+    saves_output = True
+
     def forward(self, x, axis=None, keepdims=False):
         self.x, self.axis, self.keepdims = x, axis, keepdims
         self.out = self.reduce(x, axis=axis, keepdims=True)
@@ -280,6 +342,9 @@ class Min(_Extremum):
 @register
 class Var(Function):
     # var = sum((x - mean)^2) / (n - correction);  d var/dx_i = 2 (x_i - mean) / (n - correction)
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, axis=None, keepdims=False, correction=1):
         self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
         self.centered = x - x.mean(axis=axis, keepdims=True)
@@ -298,6 +363,10 @@ class Var(Function):
 @register
 class Reshape(Function):
     # a view: the gradient is reshaped back
+    saved_inputs = ()
+    saves_output = False
+    view = True
+
     def forward(self, x, shape):
         self.shape = x.shape
         return x.reshape(shape)
@@ -309,6 +378,10 @@ class Reshape(Function):
 @register
 class Permute(Function):
     # a permutation of axes: the gradient goes through the inverse permutation
+    saved_inputs = ()
+    saves_output = False
+    view = True
+
     def forward(self, x, axes):
         self.inverse = tuple(sorted(range(len(axes)), key=lambda i: axes[i]))
         return x.transpose(axes)
@@ -320,6 +393,10 @@ class Permute(Function):
 @register
 class Expand(Function):
     # broadcast_to: the engine's unbroadcast sums the gradient back
+    saved_inputs = ()
+    saves_output = False
+    view = True
+
     def forward(self, x, shape):
         return self.xp.broadcast_to(x, shape)
 
@@ -331,9 +408,16 @@ class Expand(Function):
 class GetItem(Function):
     # out = x[index]: the gradient is scattered back and repeated indices add up
     # (this is the embedding gradient)
+    saved_inputs = ()
+    saves_output = False
+    view = True
+
     def forward(self, x, index):
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
-        return x[index]
+        out = x[index]
+        if isinstance(out, np.generic):     # one element: a 0-d view (x[0, 0, ...]), not a copy
+            out = x[(index if type(index) is tuple else (index,)) + (Ellipsis,)]
+        return out
 
     def backward(self, g):
         from .backend import index_add_rows, scatter_add
@@ -349,13 +433,20 @@ class GetItem(Function):
 
 
 def _is_basic_index(index):
-    items = index if isinstance(index, tuple) else (index,)
-    return all(isinstance(i, (int, slice)) or i is None or i is Ellipsis for i in items)
+    """Only ints, slices, None and ...: NumPy returns a view and no place repeats."""
+    for i in (index if type(index) is tuple else (index,)):
+        if not (type(i) is int or type(i) is slice or i is None or i is Ellipsis
+                or isinstance(i, np.integer)):
+            return False
+    return True
 
 
 @register
 class Where(Function):
     # where(c, a, b): the gradient flows to a where c, to b elsewhere
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, a, b, condition):
         self.condition = condition
         return self.xp.where(condition, a, b)
@@ -369,6 +460,9 @@ class Where(Function):
 @register
 class Cat(Function):
     # concatenation: each input gets its slice of the gradient back
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, *xs, axis=0):
         self.axis = axis
         self.bounds = []
@@ -391,6 +485,9 @@ class Cat(Function):
 class MatMul(Function):
     # C = A @ B (batched, broadcast): dA = dC @ B^T, dB = A^T @ dC
     # (1-D operands are promoted to matrices by Tensor.matmul before they get here)
+    saved_inputs = {0: (1,), 1: (0,)}
+    saves_output = False
+
     def forward(self, a, b):
         self.a, self.b = a, b
         return a @ b

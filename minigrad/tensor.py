@@ -12,29 +12,38 @@ import numbers
 
 import numpy as np
 
-from . import autograd, backend
+from . import autograd, backend, dtypes
 from . import ops as O
-from .errors import ArgumentError, DTypeError, GraphError, IndexRangeError, ShapeError
+from .errors import (ArgumentError, ConversionError, DTypeError, GraphError, IndexRangeError,
+                     ShapeError)
+from .inplace import InplaceMixin
+from .truth import TruthMixin
 
-DEFAULT_FLOAT = np.dtype(np.float32)
+DEFAULT_FLOAT = dtypes.DEFAULT_FLOAT
 
 
 def as_dtype(dtype):
-    """NumPy dtype from a dtype, a dtype name ("float64") or a Python type."""
+    """NumPy dtype from a dtype (mg.float32 is one), a dtype name ("float64") or a type."""
     if dtype is None:
         return None
     try:
         return np.dtype(dtype)
     except TypeError:
-        raise DTypeError(f"dtype: expected a NumPy dtype or its name, got {dtype!r}") from None
+        raise DTypeError(f"dtype: expected a NumPy dtype such as mg.float32 (or its name), got "
+                         f"{dtype!r}") from None
 
 
-class Tensor:
+class Tensor(TruthMixin, InplaceMixin):
+    """A NumPy/CuPy array (``.array``), its gradient and the op that made it. Truth and
+    comparison live in truth.py, the in-place methods in inplace.py."""
+
     __slots__ = ("array", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
-                 "_stand_in", "_real", "__weakref__")
+                 "_stand_in", "_real", "_vc", "_view", "__weakref__")
     __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        """Wrap ``data``: a Tensor or NumPy/CuPy array (shared, keeping its dtype) or
+        Python data (lists, numbers: floats become float32, ints int64, as torch.tensor)."""
         dtype = as_dtype(dtype)
         if isinstance(data, Tensor):
             data = data.array
@@ -43,9 +52,10 @@ class Tensor:
         device = backend.check_device(device)
         xp = backend.xp_for(device)
         if not _is_array(data):
+            from_python = not isinstance(data, np.generic)
             data = np.asarray(data)
-        if dtype is None and data.dtype.kind == "f":
-            dtype = DEFAULT_FLOAT   # float lists and arrays become float32 unless told
+            if dtype is None and from_python:
+                dtype = dtypes.python_default(data)
         if data.dtype.kind not in "biuf":
             raise DTypeError(f"tensor: data of dtype {data.dtype} is not numeric")
         data = backend.to_device(data, device)
@@ -57,7 +67,7 @@ class Tensor:
         self._hooks = None
         self._retain_grad = False
         self.name = None
-        self._stand_in = self._real = None
+        self._stand_in = self._real = self._vc = self._view = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -68,7 +78,7 @@ class Tensor:
         t = object.__new__(cls)
         t.array, t.grad, t._ctx, t._hooks = data, None, None, None
         t._retain_grad, t.name, t.requires_grad = False, None, requires_grad
-        t._stand_in = t._real = None
+        t._stand_in = t._real = t._vc = t._view = None
         return t
 
     def _graph_stand_in(self):
@@ -84,8 +94,42 @@ class Tensor:
             if self._hooks is None:
                 self._hooks = []          # shared: hooks registered later reach it too
             s._ctx, s._hooks, s._real = self._ctx, self._hooks, weakref.ref(self)
+            s._vc = self._vc    # (made later, it is found through _real: version_of)
             self._stand_in = s
         return s
+
+    # ------------------------------------------------------------------ versions and views
+    # (the in-place rules: see inplace.py; the version check: autograd.check_saved_versions)
+    def _counter(self):
+        """This storage's version counter (made on first need, shared with views)."""
+        vc = self._vc
+        if vc is None:
+            vc = self._vc = autograd.Version()
+        return vc
+
+    @property
+    def _version(self):
+        """How many times this tensor's memory was written in place (torch's _version)."""
+        return 0 if self._vc is None else self._vc.version
+
+    def _refresh_view(self):
+        """Re-derive this view's graph from its base after the base was rewired by an
+        in-place op (the memory is already shared; only the graph was stale), as torch does."""
+        if not self._view[4]:
+            raise GraphError(f"a view (shape {self.shape}) was created in no_grad mode and its "
+                             f"base or another view of its base has been modified in place "
+                             f"with grad mode enabled; create the view and modify the base "
+                             f"both inside no_grad(), or both outside it")
+        root, chain = autograd.view_chain(self)
+        fresh = root
+        with autograd.enable_grad():
+            for cls, consts in chain:
+                fresh = cls.apply(fresh, **consts)
+        if self._stand_in is not None:      # it stands for the old graph from now on
+            self._stand_in._real, self._stand_in._vc = None, self._vc
+        self._stand_in, self._hooks = None, None
+        self._ctx, self.requires_grad = fresh._ctx, fresh.requires_grad
+        self._view = fresh._view
 
     # ------------------------------------------------------------------ properties
     # ``array`` is the raw NumPy/CuPy array (the one name internal code uses); ``data`` is
@@ -93,7 +137,7 @@ class Tensor:
     # ``p.data -= lr * p.grad`` and ``p.data.copy_(w)`` update the parameter in place.
     @property
     def data(self):
-        return Tensor._make(self.array, False)
+        return Tensor._make(self.array, False)    # its own version counter, as in torch
 
     @data.setter
     def data(self, value):
@@ -103,14 +147,22 @@ class Tensor:
     ndim = property(lambda self: self.array.ndim)
     dtype = property(lambda self: self.array.dtype)
     device = property(lambda self: backend.device_of(self.array))
-    is_leaf = property(lambda self: self._ctx is None)
-    grad_fn = property(lambda self: self._ctx)
+    is_leaf = property(lambda self: self.grad_fn is None)
+
+    @property
+    def grad_fn(self):
+        if self._view is not None and self._view[3] != self._vc.gen and autograd._grad_enabled:
+            self._refresh_view()
+        return self._ctx
 
     def numel(self):
         return int(self.array.size)
 
     def __len__(self):
-        return self.shape[0]
+        if self.array.ndim == 0:
+            raise ConversionError("len() of a 0-d tensor: it holds one value and has no "
+                                  "length; use .item() for the value, .numel() for the count")
+        return self.array.shape[0]
 
     def requires_grad_(self, flag=True):
         if flag and self.array.dtype.kind != "f":
@@ -133,24 +185,23 @@ class Tensor:
         return backend.to_numpy(self.array)
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self.array.size != 1:
-            raise ShapeError(f"item: only a tensor with one element converts to a Python "
-                             f"number, got shape {self.shape}")
+            raise ConversionError(f"item: a Tensor with {self.array.size} elements (shape "
+                                  f"{self.shape}) cannot be converted to a Python number; "
+                                  f"only one-element tensors can (reduce it first: .sum(), "
+                                  f".mean(), or index one element)")
         return self.array.reshape(()).item()
 
     def tolist(self):
+        """The values as (nested lists of) Python numbers; a 0-d tensor gives a number."""
         return self.numpy().tolist()
 
     def detach(self):
-        """The same values, cut from the graph (shares memory, like torch)."""
-        return Tensor._make(self.array, False)
-
-    def to(self, device=None, dtype=None):
-        """A copy on another device and/or dtype (self when nothing changes); the
-        graph is kept, so gradients flow back to the original."""
-        out = self if dtype is None else self.astype(dtype)
-        if device is not None and backend.check_device(device) != out.device:
-            out = _ToDevice.apply(out, device=backend.check_device(device))
+        """The same values, cut from the graph (shares memory and the version counter,
+        like torch: writing to it in place is seen by ops that saved this tensor)."""
+        out = Tensor._make(self.array, False)
+        out._vc = self._counter()
         return out
 
     def cpu(self):
@@ -168,38 +219,37 @@ class Tensor:
         return _Cast.apply(self, dtype=dtype)
 
     def float(self):
-        return self.astype(np.float32)
+        return self.astype(dtypes.float32)
 
     def double(self):
-        return self.astype(np.float64)
-
-    def long(self):
-        return self.astype(np.int64)
+        return self.astype(dtypes.float64)
 
     def clone(self):
         return self * 1
 
     # ------------------------------------------------------------------ autograd
-    def backward(self, grad=None, retain_graph=False):
-        """Backpropagate from this tensor. ``grad`` is d(something)/d(self); it may be
-        omitted only for a single-element tensor. Leaves' .grad accumulate across calls."""
-        if not self.requires_grad:
-            raise GraphError("backward: this tensor does not require grad and has no graph "
-                             "(did you compute it under no_grad(), or from tensors without "
-                             "requires_grad=True?)")
-        if grad is None:
-            if self.array.size != 1:
-                raise GraphError(f"backward: grad can be implicitly created only for a "
-                                 f"scalar output, got shape {self.shape}; pass grad= of "
-                                 f"that shape")
-            grad = backend.get_array_module(self.array).ones_like(self.array)
-        else:
-            grad = grad.array if isinstance(grad, Tensor) else backend.get_array_module(
-                self.array).asarray(grad, dtype=self.dtype)
-            if tuple(grad.shape) != self.shape:
-                raise ShapeError(f"backward: grad must have the output's shape {self.shape}, "
-                                 f"got {tuple(grad.shape)}")
-        autograd.backward(self, grad, retain_graph=retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None, *,
+                 grad=None):
+        """Backpropagate from this tensor. ``gradient`` (torch's keyword; ``grad`` is the
+        old name) is d(something)/d(self); it may be omitted only for a one-element
+        tensor. Leaves' .grad accumulate across calls. The graph is freed unless
+        ``retain_graph=True``."""
+        if grad is not None:
+            if gradient is not None:
+                raise ArgumentError("backward: pass the output gradient once, as gradient= "
+                                    "(grad= is its old name)")
+            gradient = grad
+        if create_graph:
+            raise GraphError("backward: create_graph=True (higher-order gradients) is not "
+                             "supported: minigrad's backward runs on raw arrays and records "
+                             "no graph")
+        if inputs is not None:
+            raise ArgumentError("backward: inputs= is not supported; use "
+                                "mg.autograd.grad(output, inputs) to get chosen gradients")
+        if self._view is not None and self._view[3] != self._vc.gen:
+            self._refresh_view()
+        seed = autograd.seed_grad(self, "backward", gradient)
+        autograd.backward(self, seed, retain_graph=bool(retain_graph))
 
     def retain_grad(self):
         """Keep .grad on this non-leaf tensor after backward."""
@@ -230,48 +280,67 @@ class Tensor:
             return Tensor._make(xp.asarray(other, dtype=dtype), False)
         return Tensor(other, device=self.device)
 
-    def _binary(self, op, other, reverse=False):
-        other = self._wrap(other)
-        a, b = (other, self) if reverse else (self, other)
-        if a.dtype != b.dtype and a.dtype.kind in "iub" and b.dtype.kind == "f":
-            a = a.astype(b.dtype)
-        elif a.dtype != b.dtype and b.dtype.kind in "iub" and a.dtype.kind == "f":
-            b = b.astype(a.dtype)
+    def _pair(self, other, float_result=False):
+        """self and other as two tensors of one dtype, by PyTorch's promotion (see
+        dtypes.py: Python numbers and 0-d tensors are weak); ``float_result``: integer
+        results become the default float (true division)."""
+        dt = self.array.dtype
+        if isinstance(other, Tensor):
+            if other.array.dtype == dt and (dt.kind == "f" or not float_result):
+                return self, other          # the common case, kept fast
+            common = dtypes.result_type(self, other)
+        elif type(other) in _SCALARS or isinstance(other, numbers.Number):
+            common = dtypes.scalar_type(dt, other)
+            if float_result and common.kind != "f":
+                common = DEFAULT_FLOAT
+            xp = np if type(self.array) is np.ndarray else backend.get_array_module(self.array)
+            a = self if common == dt else self.astype(common)
+            return a, Tensor._make(xp.asarray(other, dtype=common), False)
+        else:   # an array or a (nested) list: a tensor of its own dtype
+            return self._pair(Tensor(other, device=self.device), float_result)
+        if float_result and common.kind != "f":
+            common = DEFAULT_FLOAT
+        return self.astype(common), other.astype(common)
+
+    def _binary(self, op, other, reverse=False, float_result=False):
+        a, b = self._pair(other, float_result)
+        if reverse:
+            a, b = b, a
         _check_broadcast(op.__name__, a.shape, b.shape)
         return op.apply(a, b)
 
     def __add__(self, o): return self._binary(O.Add, o)
     def __radd__(self, o): return self._binary(O.Add, o, True)
-    def __sub__(self, o): return self._binary(O.Sub, o)
-    def __rsub__(self, o): return self._binary(O.Sub, o, True)
+    def __sub__(self, o): return self._binary(self._sub_op(o), o)
+    def __rsub__(self, o): return self._binary(self._sub_op(o), o, True)
+
+    def _sub_op(self, other):
+        if self.array.dtype.kind == "b" or isinstance(other, (bool, np.bool_)) or (
+                isinstance(other, Tensor) and other.array.dtype.kind == "b"):
+            raise DTypeError("subtraction, the `-` operator, with a bool tensor is not "
+                             "supported; to invert a mask, use the `~` operator")
+        return O.Sub
     def __mul__(self, o): return self._binary(O.Mul, o)
     def __rmul__(self, o): return self._binary(O.Mul, o, True)
-    def __truediv__(self, o): return self._binary(O.Div, o)
-    def __rtruediv__(self, o): return self._binary(O.Div, o, True)
-    def __neg__(self): return O.Neg.apply(self)
+    def __truediv__(self, o): return self._binary(O.Div, o, float_result=True)
+    def __rtruediv__(self, o): return self._binary(O.Div, o, True, float_result=True)
     def __matmul__(self, o): return self.matmul(o)
     def __rmatmul__(self, o): return self._wrap(o).matmul(self)
 
+    def __neg__(self):
+        if self.array.dtype.kind == "b":
+            raise DTypeError("negation, the `-` operator, on a bool tensor is not supported; "
+                             "to invert a mask, use the `~` operator")
+        return O.Neg.apply(self)
+
     def __pow__(self, exponent):
-        if isinstance(exponent, numbers.Number):
-            return O.PowScalar.apply(self, exponent=exponent)
+        if isinstance(exponent, numbers.Number) and not isinstance(exponent, Tensor):
+            x = self.astype(dtypes.scalar_type(self.array.dtype, exponent))
+            return O.PowScalar.apply(x, exponent=exponent)
         return self._binary(O.Pow, exponent)
 
     def __rpow__(self, base):
         return self._binary(O.Pow, base, True)
-
-    # comparisons give boolean tensors without gradients
-    def _compare(self, fn, other):
-        other = other.array if isinstance(other, Tensor) else other
-        return Tensor._make(fn(self.array, other), False)
-
-    def __lt__(self, o): return self._compare(lambda a, b: a < b, o)
-    def __le__(self, o): return self._compare(lambda a, b: a <= b, o)
-    def __gt__(self, o): return self._compare(lambda a, b: a > b, o)
-    def __ge__(self, o): return self._compare(lambda a, b: a >= b, o)
-    def eq(self, o): return self._compare(lambda a, b: a == b, o)
-    def ne(self, o): return self._compare(lambda a, b: a != b, o)
-    __hash__ = object.__hash__
 
     def matmul(self, other):
         other = self._wrap(other)
@@ -321,12 +390,32 @@ class Tensor:
     clamp = clip
 
     def masked_fill(self, mask, value):
-        """Where ``mask`` is True, use ``value``; elsewhere keep self."""
-        mask = mask.array if isinstance(mask, Tensor) else mask
-        if mask.dtype != bool:
-            raise DTypeError(f"masked_fill: mask must be boolean, got dtype {mask.dtype}")
-        _check_broadcast("masked_fill", self.shape, tuple(mask.shape))
-        return where(Tensor._make(mask, False), self._wrap(value), self)
+        """Where ``mask`` is True, use ``value`` (a number, or a 0-d tensor, cast to this
+        tensor's dtype as in torch); elsewhere keep self."""
+        arr = mask.array if isinstance(mask, Tensor) else mask
+        if getattr(arr, "dtype", None) != bool:
+            raise DTypeError(f"masked_fill: mask must be boolean (a bool tensor), got "
+                             f"{getattr(arr, 'dtype', type(arr).__name__)}; write the "
+                             f"condition as a comparison, e.g. x.masked_fill(m == 0, value)")
+        _check_broadcast("masked_fill", self.shape, tuple(arr.shape))
+        if isinstance(value, Tensor):
+            if value.ndim != 0:
+                raise ShapeError(f"masked_fill: only a 0-dimensional value tensor is "
+                                 f"supported, got shape {value.shape}")
+            value = value.astype(self.dtype)
+        else:
+            value = self._wrap_as(value, self.dtype)
+        out = O.Where.apply(value, self, condition=arr)
+        return _guard(out, mask)
+
+    def where(self, condition, other):
+        """torch's ``x.where(condition, y)``: x where condition, else y."""
+        return where(condition, self, other)
+
+    def _wrap_as(self, value, dtype):
+        """A Python number as a 0-d constant of ``dtype`` on this tensor's device."""
+        xp = np if type(self.array) is np.ndarray else backend.get_array_module(self.array)
+        return Tensor._make(xp.asarray(value, dtype=dtype), False)
 
     # ------------------------------------------------------------------ reductions
     def _axes(self, name, dim, axis):
@@ -345,6 +434,10 @@ class Tensor:
                            keepdims=bool(keepdim or keepdims))
 
     def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+        if self.array.dtype.kind != "f":
+            raise DTypeError(f"mean(): could not infer output dtype. Input dtype must be "
+                             f"either a floating point or complex dtype. Got: {self.dtype}; "
+                             f"write t.float().mean() (e.g. (pred == y).float().mean())")
         return O.Mean.apply(self, axis=self._axes("mean", dim, axis),
                             keepdims=bool(keepdim or keepdims))
 
@@ -449,32 +542,17 @@ class Tensor:
         return self
 
     def __getitem__(self, index):
-        index = _index_arg(index)
+        arr_index = _index_arg(index)
         try:
-            return O.GetItem.apply(self, index=index)
+            out = O.GetItem.apply(self, index=arr_index)
         except IndexError as exc:   # NumPy's "index 5 is out of bounds for axis 0 with size 2"
             if isinstance(exc, IndexRangeError):
                 raise
             raise IndexRangeError(f"index: {exc} (indexing a tensor of shape {self.shape})") \
                 from None
-
-    def __setitem__(self, index, value):
-        raise GraphError("tensors do not support item assignment (it would break the graph); "
-                         "use where()/masked_fill(), or write to .data under no_grad()")
-
-    # in-place helpers for initialisation and optimizers (outside autograd)
-    def zero_(self):
-        self.array[...] = 0
-        return self
-
-    def fill_(self, value):
-        self.array[...] = value
-        return self
-
-    def copy_(self, other):
-        src = other.array if isinstance(other, Tensor) else other
-        self.array[...] = backend.to_device(src, self.device)
-        return self
+        if out._ctx is not None and out._view is None and isinstance(index, (Tensor, tuple)):
+            _guard(out, index)      # an index tensor (never in a view's index) is kept
+        return out
 
     # ================================================================== issue 16: the
     # everyday PyTorch API. The bodies are in reductions.py (max(dim) with indices, sort,
@@ -575,6 +653,9 @@ autograd._tensor_class = Tensor   # the engine wraps every op result in one
 @autograd.register
 class _Cast(autograd.Function):
     # a dtype change between float types: the gradient is cast back
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, dtype):
         self.dtype = x.dtype
         return x.astype(dtype)
@@ -586,6 +667,9 @@ class _Cast(autograd.Function):
 @autograd.register
 class _ToDevice(autograd.Function):
     # a device move: the gradient moves back
+    saved_inputs = ()
+    saves_output = False
+
     def forward(self, x, device):
         self.src = backend.device_of(x)
         return backend.to_device(x, device)
@@ -595,8 +679,22 @@ class _ToDevice(autograd.Function):
 
 
 # ----------------------------------------------------------------------------- helpers
+_SCALARS = (int, float, bool)     # the common numbers, checked before numbers.Number
+
+
 def _is_array(x):
     return isinstance(x, np.ndarray) or backend.device_of(x) == "cuda"
+
+
+def _guard(out, index):
+    """Let backward check that the tensors in ``index`` (a mask or index tensor, which
+    the op keeps as a raw constant) were not modified in place since this forward."""
+    fn = out._ctx
+    items = index if isinstance(index, tuple) else (index,)
+    tensors = tuple(t for t in items if isinstance(t, Tensor))
+    if fn is not None and tensors:
+        fn.guards = getattr(fn, "guards", ()) + tensors
+    return out
 
 
 def _shape_arg(shape):
@@ -635,19 +733,23 @@ def _index_arg(index):
 
 
 def where(condition, a, b):
-    """Elementwise ``a if condition else b``; gradients flow to a and b only."""
+    """Elementwise ``a if condition else b``; gradients flow to a and b only. a and b may
+    be numbers; the result's dtype is PyTorch's promotion of the two."""
     cond = condition.array if isinstance(condition, Tensor) else condition
-    ref = a if isinstance(a, Tensor) else b
-    if not isinstance(ref, Tensor):
-        ref = Tensor(a)
-    a, b = ref._wrap(a), ref._wrap(b)
-    cond_shape = tuple(getattr(cond, "shape", ()))
+    if not hasattr(cond, "dtype"):
+        cond = np.asarray(cond)
+    if isinstance(a, Tensor):
+        a, b = a._pair(b)
+    elif isinstance(b, Tensor):
+        b, a = b._pair(a)
+    else:   # two numbers: each has its Python type's dtype
+        dtype = dtypes.promote_types(dtypes.python_scalar_type(a), dtypes.python_scalar_type(b))
+        xp = backend.get_array_module(cond)
+        a, b = (Tensor._make(xp.asarray(v, dtype=dtype), False) for v in (a, b))
+    cond_shape = tuple(cond.shape)
     _check_broadcast("where", a.shape, b.shape)
     _check_broadcast("where", cond_shape, np.broadcast_shapes(a.shape, b.shape))
-    if a.dtype != b.dtype:
-        dtype = np.result_type(a.dtype, b.dtype)
-        a, b = a.astype(dtype), b.astype(dtype)
-    return O.Where.apply(a, b, condition=cond)
+    return _guard(O.Where.apply(a, b, condition=cond), condition)
 
 
 def cat(tensors, dim=0):

@@ -7,9 +7,6 @@ which keeps every gradient and the graph for you.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
 
 from .autograd import _toposort_all
@@ -69,6 +66,8 @@ def backward_graph(loss: Tensor, names: dict | None = None) -> str:
 def render(dot_text: str, path: str, fmt: str | None = None) -> str:
     """Render DOT text to SVG/PNG/PDF with Graphviz's ``dot`` program; the picture is
     written atomically (minigrad.fileio), never by ``dot`` itself."""
+    import shutil       # (here: importing minigrad should not load subprocess)
+    import subprocess
     exe = shutil.which("dot")
     if exe is None:
         raise RuntimeError("render: Graphviz's 'dot' program is not installed "

@@ -92,9 +92,15 @@ def assert_same(ours, theirs, rtol, where="result"):
 
 
 def check_expect(ours, expect, rtol, name):
-    """A tensor result against the values in ``expect`` (a list, array or number); any
-    other result against ``expect`` exactly as assert_same compares."""
-    if isinstance(ours, tuple) and ours[:1] == ("tensor",):
+    """A tensor result against the values in ``expect`` (a list, array or number); a tuple
+    result against a tuple ``expect`` item by item; any other result against ``expect``
+    exactly as assert_same compares."""
+    if isinstance(ours, tuple) and ours[:1] not in (("tensor",), ("array",)) and \
+            isinstance(expect, tuple):
+        assert len(ours) == len(expect), f"{name}: {len(ours)} items, expected {len(expect)}"
+        for i, (o, e) in enumerate(zip(ours, expect)):
+            check_expect(o, e, rtol, f"{name}[{i}]")
+    elif isinstance(ours, tuple) and ours[:1] == ("tensor",):
         got, want = np.asarray(ours[2]), np.asarray(expect)
         assert got.shape == want.shape, f"{name}: shape {got.shape} != expected {want.shape}"
         if got.dtype.kind == "f" or want.dtype.kind == "f":

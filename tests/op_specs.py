@@ -15,6 +15,7 @@ import minigrad.functional as F
 from minigrad import fused as FU
 from minigrad import ops as O
 from minigrad.einsum import Einsum, explicit
+from minigrad.inplace import SetItem
 from minigrad.tensor import _Cast, _ToDevice
 
 F64 = np.float64
@@ -114,6 +115,37 @@ def _getitem(data):
         ishape = (data.draw(st.integers(1, 6)),) if kind == "array" else (2, 3)
         index = data.draw(hnp.arrays(np.int64, ishape, elements=st.integers(0, s[0] - 1)))
     return [x], {"index": index}
+
+
+def _setitem(data):
+    """x[index] = value: basic and advanced indices (repeated ones too: the last write
+    wins), value broadcast to the indexed part (size-1 or missing leading dims)."""
+    (s,) = shapes(data, min_dims=1)
+    x = arr(data, s)
+    kind = data.draw(st.sampled_from(["slice", "int", "mask", "array", "pair"]))
+    if kind == "slice":
+        index = (slice(data.draw(st.integers(0, s[0] - 1)), None, data.draw(st.integers(1, 2))),)
+    elif kind == "int":
+        index = (data.draw(st.integers(-s[0], s[0] - 1)),)
+    elif kind == "mask":
+        index = data.draw(hnp.arrays(np.bool_, s))
+    elif kind == "array":
+        index = data.draw(hnp.arrays(np.int64, (data.draw(st.integers(1, 5)),),
+                                     elements=st.integers(0, s[0] - 1)))
+    else:       # one index array per dim: the positions a view's elements have in its base
+        n = data.draw(st.integers(1, 4))
+        index = tuple(data.draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, d - 1)))
+                      for d in s)
+    target = np.empty(s)[index].shape
+    drop = data.draw(st.integers(0, len(target)))
+    vshape = tuple(1 if data.draw(st.booleans()) else d for d in target[drop:])
+    return [x, arr(data, vshape)], {"index": index}
+
+
+def _ref_setitem(x, value, index):
+    out = x.copy()
+    out[index] = value
+    return out
 
 
 def _where(data):
@@ -368,6 +400,7 @@ SPECS = {
     "Permute": Spec(_permute, O.Permute.apply, lambda x, axes: x.transpose(axes)),
     "Expand": Spec(_expand, O.Expand.apply, lambda x, shape: np.broadcast_to(x, shape)),
     "GetItem": Spec(_getitem, O.GetItem.apply, lambda x, index: x[index]),
+    "SetItem": Spec(_setitem, SetItem.apply, _ref_setitem),
     "Where": Spec(_where, O.Where.apply, lambda a, b, condition: np.where(condition, a, b)),
     "Cat": Spec(_cat, O.Cat.apply, lambda *xs, axis: np.concatenate(xs, axis=axis)),
     "MatMul": Spec(_matmul, O.MatMul.apply, np.matmul),

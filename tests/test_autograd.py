@@ -147,7 +147,7 @@ def test_shared_gradient_arrays_are_not_aliased_between_leaves():
 
 def test_dtype_rules():
     assert mg.tensor([1.0, 2.0]).dtype == np.float32
-    assert mg.tensor(np.zeros(3)).dtype == np.float32            # float arrays too
+    assert mg.tensor(np.zeros(3)).dtype == np.float64     # arrays keep their dtype (torch)
     assert mg.tensor([1.0], dtype="float64").dtype == np.float64
     assert mg.tensor([1, 2]).dtype == np.int64
     x = mg.tensor([1.0], dtype=np.float64)

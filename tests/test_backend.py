@@ -1,5 +1,5 @@
-"""Backends: CuPy is imported in backend.py only, numba in kernels.py only; devices;
-mixed-device errors."""
+"""Backends: CuPy is imported in backend/__init__.py only, numba in backend/kernels.py only;
+devices; mixed-device errors; importing minigrad changes nothing in the process."""
 import ast
 from pathlib import Path
 
@@ -13,8 +13,9 @@ from minigrad.errors import DeviceError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("modules, owner", [(("cupy", "cupyx"), "minigrad/backend.py"),
-                                            (("numba", "llvmlite"), "minigrad/kernels.py")])
+@pytest.mark.parametrize("modules, owner",
+                         [(("cupy", "cupyx"), "minigrad/backend/__init__.py"),
+                          (("numba", "llvmlite"), "minigrad/backend/kernels.py")])
 def test_cupy_and_numba_are_each_imported_in_one_file(modules, owner):
     offenders = []
     for path in sorted((ROOT / "minigrad").rglob("*.py")) + sorted((ROOT / "minigpt").rglob("*.py")):
@@ -79,3 +80,33 @@ def test_cuda_round_trip_and_gradients():
     assert y.grad.device == "cpu"
     with pytest.raises(DeviceError, match="cpu and cuda"):
         mg.ones(2) + mg.ones(2, device="cuda")
+
+
+IMPORT_CHANGES_NOTHING = """
+import sys, threading
+import minigrad, minigpt.tokenizer
+from minigrad.backend import threads
+assert threads.MALLOC_TUNED is False and threads._pool is None
+assert [t.name for t in threading.enumerate()] == ["MainThread"], threading.enumerate()
+assert not {"numba", "llvmlite", "cupy", "cupyx"} & set(sys.modules), sys.modules.keys()
+import numpy as np
+import minigrad.functional as F
+F.gelu(minigrad.tensor(np.ones((2, 3))), approximate="tanh")   # the first fused op
+print(threads.MALLOC_TUNED)
+"""
+
+
+@pytest.mark.parametrize("tuning", ["1", "0"])
+def test_importing_minigrad_changes_nothing_in_the_process(tuning):
+    """No malloc tuning, thread, numba or CuPy at import; glibc's malloc is tuned on the
+    first fused op (where glibc is the C library and MINIGRAD_MALLOC_TUNING is not 0)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    env = dict(os.environ, MINIGRAD_MALLOC_TUNING=tuning, MINIGRAD_DEVICE="cpu")
+    run = subprocess.run([sys.executable, "-c", IMPORT_CHANGES_NOTHING], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert run.stdout.split() == [str(glibc and tuning == "1")]

@@ -1,4 +1,4 @@
-"""The compiled CPU loops (minigrad/kernels.py): exp against NumPy's, and every fused op
+"""The compiled CPU loops (minigrad/backend/kernels.py): exp against NumPy's, and every fused op
 that uses them equal, value and gradient, to the same op running its NumPy code."""
 import contextlib
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(backend.kernels_status() != "on",
 
 
 def kernels():
-    from minigrad import kernels as K
+    from minigrad.backend import kernels as K
     return K
 
 
@@ -166,9 +166,10 @@ def test_gpt_training_step_compiled_equals_numpy():
         np.testing.assert_allclose(g1[name], g0[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-@given(st.data(), dtypes)
-def test_embedding_gradient_compiled_equals_add_at(data, dtype):
-    """Rows picked by integer ids (repeated, negative) add their gradients up."""
+@given(st.data(), dtypes, st.booleans())
+def test_embedding_gradient_compiled_and_numpy_equal_add_at(data, dtype, compiled):
+    """Rows picked by integer ids (repeated, negative) add their gradients up, in the
+    compiled loop as in the NumPy sort-and-reduceat code."""
     v, d = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 5))
     ids = data.draw(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=6),
                                elements=st.integers(-v, v - 1)))
@@ -176,9 +177,33 @@ def test_embedding_gradient_compiled_equals_add_at(data, dtype):
     expected = np.zeros((v, d), dtype)
     np.add.at(expected, ids, g)
     got = np.zeros((v, d), dtype)
-    backend.index_add_rows(got, ids, g)
+    with loops(compiled):
+        backend.index_add_rows(got, ids, g)
     np.testing.assert_allclose(got, expected, rtol=1e-6 if dtype == "float32" else 1e-12,
                                atol=1e-6 if dtype == "float32" else 1e-12)
+
+
+@given(st.data(), dtypes)
+def test_embedding_op_compiled_equals_numpy(data, dtype):
+    """The same through the op: F.embedding's value and weight gradient either way."""
+    v, d = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 5))
+    ids = data.draw(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=6),
+                               elements=st.integers(0, v - 1)))
+    compiled_equals_numpy(lambda w: F.embedding(ids, w), [data.draw(arrays((v, d)))], dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cross_entropy_with_masked_logits_compiled_equals_numpy(dtype):
+    """Logits of -inf (a masked vocabulary) on some columns: finite loss and gradient,
+    the same either way."""
+    z = np.random.default_rng(6).standard_normal((5, 7)) * 3
+    z[:, [1, 4]] = -np.inf
+    z[2, :] = -np.inf
+    z[2, 3] = 0.5                               # a row with one finite logit
+    t = np.array([0, 2, 3, 6, -100])
+    compiled_equals_numpy(lambda z_: F.cross_entropy(z_, t), [z], dtype)
+    with loops(True):
+        assert np.isfinite(_run(lambda z_: F.cross_entropy(z_, t), [z], dtype, 0)[1][0]).all()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -207,3 +232,54 @@ def test_warm_up_loads_the_loops_unless_switched_off():
     assert backend.warm_up_kernels("float64") is True
     with loops(False):
         assert backend.warm_up_kernels() is False
+
+
+# Every compiled loop in backend/kernels.py and the test that holds it equal to its NumPy
+# twin (value and gradient, float32 and float64). A new loop needs a line here.
+LOOP_TESTS = {
+    "gelu_forward": "test_gelu_compiled_equals_numpy",
+    "gelu_backward": "test_gelu_compiled_equals_numpy",
+    "layer_norm_forward": "test_layer_norm_compiled_equals_numpy",
+    "layer_norm_backward": "test_layer_norm_compiled_equals_numpy",
+    "softmax_rows_": "test_attention_compiled_equals_numpy",
+    "softmax_rows_backward_": "test_multi_head_attention_compiled_equals_numpy",
+    "log_sum_exp_rows": "test_cross_entropy_compiled_equals_numpy",
+    "cross_entropy_backward": "test_cross_entropy_with_masked_logits_compiled_equals_numpy",
+    "index_add_rows_": "test_embedding_op_compiled_equals_numpy",
+    "adam_step_": "test_adam_step_compiled_equals_numpy",
+    "exp_": "test_float32_exp_is_within_two_ulp_of_the_exact_value",
+}
+
+
+def test_every_compiled_loop_has_a_test_holding_it_equal_to_numpy():
+    K = kernels()
+    compiled = {name for name, f in vars(K).items()
+                if hasattr(f, "py_func") and not name.startswith("_")}   # numba dispatchers
+    assert compiled == set(LOOP_TESTS)
+    assert all(callable(globals().get(test)) for test in LOOP_TESTS.values())
+
+
+def test_each_fused_op_names_its_composite_twin_and_compiled_loops():
+    """The readers' path does not rot: each fused op's docstring names a function of
+    composite.py and only loops that exist, and every loop a fused op calls is named."""
+    import inspect
+    import re
+
+    import minigrad.composite as C
+    import minigrad.fused as FU
+    K = kernels()
+    ops = [c for c in vars(FU).values()
+           if inspect.isclass(c) and issubclass(c, mg.Function) and c.__module__ == FU.__name__]
+    assert len(ops) >= 10
+    named_by_any = set()
+    for op in ops:
+        doc = op.__doc__ or ""
+        twins = re.findall(r"composite\.(\w+)", doc)
+        assert twins and all(callable(getattr(C, t, None)) for t in twins), op.__name__
+        named = set(re.findall(r"kernels\.(\w+)", doc))
+        assert all(callable(getattr(K, n, None)) for n in named), op.__name__
+        called = set(re.findall(r"loops\.(\w+)\(", inspect.getsource(op)))
+        assert called <= named, (op.__name__, called - named)
+        named_by_any |= named
+    called_in_helpers = set(re.findall(r"loops\.(\w+)\(", inspect.getsource(FU)))
+    assert called_in_helpers <= named_by_any, called_in_helpers - named_by_any

@@ -176,7 +176,7 @@ def test_a_step_with_bad_state_set_directly_is_an_error_not_a_crash():
 
 KERNEL_SIZES = textwrap.dedent("""
     import numpy as np
-    from minigrad import kernels
+    from minigrad.backend import kernels
     p, g = np.ones(4096, np.float32), np.ones(4096, np.float32)
     guard = np.zeros(1 << 16, np.float32)         # memory a wild write could land in
     for m, v in ((np.zeros(1, np.float32), np.zeros(4096, np.float32)),

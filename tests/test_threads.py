@@ -1,5 +1,5 @@
-"""minigrad's own CPU threading (backend.run_parallel, blas_rows, blas_tasks, split_rows):
-the ops that cut their work into one piece per core give the same values and gradients as
+"""minigrad's own CPU threading (backend/threads.py: run_parallel, blas_rows, blas_tasks,
+split_rows): the ops that cut their work into one piece per core give the same values and gradients as
 closed forms computed here with NumPy, and BLAS's thread count is held and given back."""
 import contextlib
 import threading
@@ -13,6 +13,7 @@ from hypothesis import given
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend
+from minigrad.backend import threads as cpu_threads
 
 
 @contextlib.contextmanager
@@ -20,14 +21,14 @@ def in_pieces(threads=3):
     """Inside the block every op splits whatever it can, into ``threads`` pieces (uneven
     ones for most sizes), however small the work."""
     names = ("NUM_THREADS", "PARALLEL_MIN_FLOPS", "PARALLEL_MIN_SIZE")
-    old = [getattr(backend, n) for n in names]
+    old = [getattr(cpu_threads, n) for n in names]
     for n, v in zip(names, (threads, 0, 0)):
-        setattr(backend, n, v)
+        setattr(cpu_threads, n, v)
     try:
         yield
     finally:
         for n, v in zip(names, old):
-            setattr(backend, n, v)
+            setattr(cpu_threads, n, v)
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def pieces():
 
 
 def blas_threads():
-    return [c.get_num_threads() for c in backend._blas_libraries()]
+    return [c.get_num_threads() for c in cpu_threads._blas_libraries()]
 
 
 def grads_of(fn, arrays, g):
@@ -136,28 +137,31 @@ def test_layer_norm_weight_grads_sum_over_the_pieces(pieces, loops):
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.skipif(not backend._blas_libraries(), reason="no BLAS threadpoolctl can hold")
+@pytest.mark.skipif(not cpu_threads._blas_libraries(), reason="no BLAS threadpoolctl can hold")
 def test_blas_is_held_at_one_thread_inside_the_pieces_and_given_back(pieces):
     before = blas_threads()
     seen = []
-    backend.blas_tasks([lambda: seen.append(blas_threads())] * 3, flops=1.0)
+    cpu_threads.blas_tasks([lambda: seen.append(blas_threads())] * 3, flops=1.0)
     assert seen == [[1] * len(before)] * 3
     assert blas_threads() == before
     x = mg.tensor(np.ones((4, 3)), requires_grad=True)
     F.linear(x, mg.tensor(np.ones((2, 3)), requires_grad=True)).sum().backward()
     assert blas_threads() == before
     with pytest.raises(ZeroDivisionError):        # given back when a piece fails, too
-        backend.blas_tasks([lambda: None, lambda: 1 / 0], flops=1.0)
+        cpu_threads.blas_tasks([lambda: None, lambda: 1 / 0], flops=1.0)
     assert blas_threads() == before
 
 
 def test_small_work_runs_whole_on_the_calling_thread(monkeypatch):
-    monkeypatch.setattr(backend, "NUM_THREADS", 2)
+    monkeypatch.setattr(cpu_threads, "NUM_THREADS", 2)
     calls = []
-    backend.blas_rows(lambda lo, hi: calls.append((lo, hi)), 10, flops=backend.PARALLEL_MIN_FLOPS - 1)
-    backend.split_rows(lambda lo, hi: calls.append((lo, hi)), 10, size=backend.PARALLEL_MIN_SIZE - 1)
+
+    def piece(lo, hi):
+        calls.append((lo, hi))
+    cpu_threads.blas_rows(piece, 10, flops=cpu_threads.PARALLEL_MIN_FLOPS - 1)
+    cpu_threads.split_rows(piece, 10, size=cpu_threads.PARALLEL_MIN_SIZE - 1)
     assert calls == [(0, 10), (0, 10)]
-    backend.split_rows(lambda lo, hi: calls.append((lo, hi)), 10, size=backend.PARALLEL_MIN_SIZE)
+    cpu_threads.split_rows(piece, 10, size=cpu_threads.PARALLEL_MIN_SIZE)
     assert sorted(calls[2:]) == [(0, 5), (5, 10)]
 
 
@@ -165,7 +169,7 @@ def test_an_error_in_a_pool_thread_reaches_the_caller():
     def fail():
         raise ValueError("piece 2 failed")
     with pytest.raises(ValueError, match="piece 2 failed"):
-        backend.run_parallel([lambda: None, fail])
+        cpu_threads.run_parallel([lambda: None, fail])
 
 
 def test_a_piece_that_splits_again_runs_its_parts_itself():
@@ -208,14 +212,14 @@ def test_pieces_not_yet_taken_are_run_by_whichever_thread_is_free():
     """The calling thread does not wait for a late pool thread: it takes the next piece."""
     import time
     with in_pieces(2):
-        backend.run_parallel([lambda: None, lambda: None])      # the pool exists
+        cpu_threads.run_parallel([lambda: None, lambda: None])      # the pool exists
         release = threading.Event()
-        backend._pool.submit(release.wait, 10)                  # its thread is busy elsewhere
+        cpu_threads._pool.submit(release.wait, 10)                  # its thread is busy elsewhere
         threads = []
         timer = threading.Timer(0.5, release.set)
         timer.start()
         start = time.perf_counter()
-        backend.run_parallel([lambda: threads.append(threading.current_thread())] * 4)
+        cpu_threads.run_parallel([lambda: threads.append(threading.current_thread())] * 4)
         release.set()
     assert threads == [threading.current_thread()] * 4
     assert time.perf_counter() - start < 5

@@ -380,6 +380,7 @@ class Module:
         for key, src in sources.items():
             dst = own[key]
             dst.array[...] = backend.to_device(src, dst.device)
+            dst._counter().bump()
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr

@@ -130,6 +130,7 @@ class Optimizer:
                 elif state:
                     _follow_param(p, state)
                 self._update(p, grad, state, group)
+                p._counter().bump()     # an in-place write: graphs that saved p see it
         return loss
 
     def _update(self, p, grad, state, group):  # pragma: no cover - abstract
@@ -465,8 +466,6 @@ class Adam(Optimizer):
 
     def _update(self, p, grad, state, group):
         xp = backend.get_array_module(p.array)
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], \
-            group["weight_decay"]
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(p.array)
@@ -481,16 +480,35 @@ class Adam(Optimizer):
                                  f"{getattr(m, 'shape', None)} and exp_avg_sq of shape "
                                  f"{getattr(v, 'shape', None)}; both must have its shape")
         state["step"] += 1
-        t = state["step"]
+        # The readable update below, or the same steps as one compiled pass (adam_step_ in
+        # minigrad/backend/kernels.py), picked by the switch the fused ops use; tests hold
+        # the two equal (tests/test_kernels.py).
         loops = None if group["amsgrad"] else backend.kernels_for(xp, p.array, grad, m, v)
-        if loops is not None:   # the same steps, compiled: one pass (floats: one signature)
-            loops.adam_step_(p.array.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-                             -1.0 if group["maximize"] else 1.0,
-                             0.0 if self._decoupled else float(wd),
-                             float(1 - lr * wd) if self._decoupled else 1.0,
-                             float(beta1), float(beta2), float(lr / (1 - beta1 ** t)),
-                             math.sqrt(1 - beta2 ** t), float(eps))
-            return
+        if loops is not None:
+            self._compiled_update(loops, p, grad, state, group)
+        else:
+            self._readable_update(xp, p, grad, state, group)
+
+    def _compiled_update(self, loops, p, grad, state, group):
+        """The update of _readable_update as one compiled loop over the flat arrays: its
+        arguments fold maximize, L2 or decoupled decay and bias correction into scalars
+        (floats, so that each dtype has one compiled signature)."""
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], \
+            group["weight_decay"]
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        loops.adam_step_(p.array.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                         -1.0 if group["maximize"] else 1.0,
+                         0.0 if self._decoupled else float(wd),
+                         float(1 - lr * wd) if self._decoupled else 1.0,
+                         float(beta1), float(beta2), float(lr / (1 - beta1 ** t)),
+                         math.sqrt(1 - beta2 ** t), float(eps))
+
+    def _readable_update(self, xp, p, grad, state, group):
+        """One Adam(W) step written against xp, in place (the class docstring's formulas):
+        the path for CuPy, for amsgrad, and for readers."""
+        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], \
+            group["weight_decay"]
+        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         if group["maximize"]:
             grad = -grad
         if wd != 0:

@@ -1,14 +1,22 @@
-"""Compiled CPU loops (Numba) for the inner loops of the fused ops.
+"""Compiled CPU loops (Numba) for the inner loops of the fused ops and of Adam.
 
 NumPy runs an expression such as GELU as a dozen ufuncs, each a pass over memory, and its
 float32 exp is scalar on CPUs without AVX-512. A compiled loop makes one pass, with a
-vectorised exp. This is the only file that imports numba, and only backend.kernels_for
-imports it, on first use. fused.py calls these loops on NumPy arrays of float32 or float64
-and keeps its NumPy code, written once against ``xp``, for CuPy and for readers (tests check
-that the two agree). MINIGRAD_KERNELS=0 turns the loops off; so does a missing numba.
+vectorised exp. This is the only file that imports numba, and only the switch
+(``kernels_for`` in backend/__init__.py) imports it, on first use, and decides per call
+whether a loop runs: on C-contiguous float32 or float64 NumPy arrays. MINIGRAD_KERNELS=0
+turns the loops off; so does a missing numba.
 
-Each loop is the maths of the fused op that calls it (the derivations are there). They are
-compiled for each dtype on first use (about a second each) and cached on disk.
+Each loop has two twins, named in its caller's docstring:
+
+* the readers' path, minigrad/composite.py: the op written with primitives only;
+* the fused op's own code in minigrad/fused.py, written once against ``xp``: the path CuPy
+  takes, and NumPy with the loops off. Adam's is ``optim.Adam._readable_update``.
+
+Tests hold them equal: tests/test_functional.py the fused ops to their composites, and
+tests/test_kernels.py every loop here to its NumPy twin, value and gradient, in float32 and
+float64. Each loop is the maths of the fused op that calls it (the derivations are there).
+They are compiled for each dtype on first use (about a second each) and cached on disk.
 
 Floating-point contract: no reassociation in elementwise code, so exp's range reduction stays
 exact; sums and maxima over a row go through _sum/_dot/_max, which may reorder (vectorise).
@@ -282,7 +290,7 @@ def index_add_rows_(target, index, rows):
 
 @_jit
 def adam_step_(p, g, m, v, sign, l2, decay, beta1, beta2, step_size, sqrt_bc2, eps):
-    """One Adam(W) update in place, one pass (optim.Adam._update has the NumPy steps):
+    """One Adam(W) update in place, one pass (the readable twin: optim.Adam._readable_update):
     d = sign g + l2 p;  p *= decay;  m = beta1 m + (1 - beta1) d;  v = beta2 v + (1 - beta2) d^2;
     p -= step_size m / (sqrt(v) / sqrt_bc2 + eps).  (sign -1 maximises; AdamW: decay = 1 - lr wd,
     l2 = 0; Adam: decay = 1, l2 = wd.)"""
