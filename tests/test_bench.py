@@ -50,11 +50,3 @@ def test_tokenizer_benchmark_reports_equal_ids():
     res = bench(builtin_corpus()[:20_000], [300], "gpt4", repeats=1)
     assert res["tiktoken_equal"] is True and res["vocab_size"] == 300
     assert set(res["minigpt_mb_s"]) == {"encode_cold", "encode_warm", "decode"}
-
-
-def test_old_module_names_still_import():
-    import minigpt.bench.tokenizer as new
-    with pytest.warns(DeprecationWarning, match="minigpt.bench.tokenizer"):
-        sys.modules.pop("minigpt.bench_tokenizer", None)
-        import minigpt.bench_tokenizer as old
-    assert old is new
