@@ -2,7 +2,8 @@
 
     from minigpt.tokenizer import Tokenizer, load_tokenizer
     tok = Tokenizer.train(text, 4096, pattern="gpt4", special_tokens=["<|endoftext|>"])
-    tok.encode("To be, or not to be"), tok.decode(ids), tok.explain(" Hamlet")
+    ids = tok.encode("To be, or not to be")
+    tok.decode(ids), tok.split("To be, or"), tok.explain(" Hamlet")
 
 Where things are:
 
