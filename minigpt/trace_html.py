@@ -1,9 +1,9 @@
-"""Deprecated: the trace page moved to ``minigpt.tracing.html``; this alias keeps old
-imports working."""
+"""Deprecated name: ``minigpt.trace_html`` is now ``minigpt.tracing.html`` (the trace page).
+Importing the old name gives that module, with a DeprecationWarning."""
+import importlib
+import sys
 import warnings
 
-from .tracing.html import *  # noqa: F401,F403
-from .tracing.html import CSS, MAX_COLS, bars, esc, grouped_lines, heatmap, render  # noqa: F401
-
-warnings.warn("minigpt.trace_html is deprecated: import minigpt.tracing.html",
+warnings.warn("minigpt.trace_html moved to minigpt.tracing.html; import that instead",
               DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = importlib.import_module("minigpt.tracing.html")   # one module, two names

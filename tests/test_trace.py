@@ -386,14 +386,3 @@ def test_layer_health_after_an_sgd_step(bpe):
     before = health.snapshot(model)
     assert health.layer_health(model, params_before=before)[1]["update_norm"] == 0.0
 
-
-def test_old_module_paths_still_import():
-    """minigpt.trace_html (now minigpt.tracing.html) is a deprecated alias."""
-    import importlib
-
-    import minigpt.tracing.html as page
-    sys.modules.pop("minigpt.trace_html", None)
-    with pytest.warns(DeprecationWarning, match="minigpt.tracing.html"):
-        old = importlib.import_module("minigpt.trace_html")
-    assert old.render is page.render and old.heatmap is page.heatmap
-    assert T_MOD.trace is trace and T_MOD.TokenTrace is TokenTrace
