@@ -50,3 +50,44 @@ def test_tokenizer_benchmark_reports_equal_ids():
     res = bench(builtin_corpus()[:20_000], [300], "gpt4", repeats=1)
     assert res["tiktoken_equal"] is True and res["vocab_size"] == 300
     assert set(res["minigpt_mb_s"]) == {"encode_cold", "encode_warm", "decode"}
+
+
+def test_vector_isa_names_the_widest_instructions():
+    from minigpt.bench.machine import vector_isa
+    assert vector_isa("fpu sse2 avx fma avx2".split()) == "AVX2 (FMA)"
+    assert vector_isa("avx2 fma avx512f avx512_vnni avx512_bf16".split()) == \
+        "AVX-512 (bf16, vnni)"
+    assert vector_isa("avx2 avx512f avx512_bf16 avx512_vnni avx512_fp16 amx_tile amx_bf16"
+                      .split()) == "AVX-512 (bf16, vnni, fp16) + AMX"
+    assert vector_isa("fp asimd".split()) == "NEON"
+    assert vector_isa([]) == "baseline"
+
+
+def test_machine_info_is_json_and_names_cpu_blas_and_threads():
+    """What the benchmark records about the machine: this process's CPU (as /proc/cpuinfo
+    has it), NumPy's BLAS as threadpoolctl reports it, minigrad's pool; torch's when asked."""
+    from minigpt.bench.machine import describe, machine_info, short_name
+    from minigrad.backend import threads
+    info = json.loads(json.dumps(machine_info()))
+    assert info["cpu"]["logical_cores"] == os.cpu_count()
+    assert info["minigrad"]["pool_threads"] == threads.NUM_THREADS
+    if Path("/proc/cpuinfo").is_file():
+        model = next(line.split(":", 1)[1].strip() for line in
+                     Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(("model name", "Processor")))
+        assert info["cpu"]["model"].startswith(model)
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    assert [b["architecture"] for b in info["blas"]] == [b.get("architecture") for b in blas]
+    text = "\n".join(describe(info))
+    assert info["cpu"]["isa"] in text and info["cpu"]["isa"] in short_name(info)
+    for b in info["blas"]:
+        assert f"{b['architecture']} kernels" in text
+
+
+def test_machine_info_with_torch_reads_its_threads():
+    torch = pytest.importorskip("torch")
+    from minigpt.bench.machine import machine_info
+    info = machine_info(with_torch=True)["torch"]
+    assert info["num_threads"] == torch.get_num_threads()
+    assert info["version"] == torch.__version__

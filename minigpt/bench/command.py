@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-
-import numpy as np
 
 from minigrad.fileio import atomic_write
 
@@ -30,6 +26,7 @@ from ..cli import ArgumentParser, command, require_device
 from ..model import GPTConfig
 from .ddp_scaling import ddp_probe, print_ddp_report, time_ddp
 from .generation import time_generation
+from .machine import describe, machine_info, short_name
 from .training import CONFIGS, have_torch, matmul_peak_gflops, memory_probe, peak_memory, \
     time_training
 
@@ -44,6 +41,8 @@ def tokenizer_figures() -> dict:
 def print_report(res: dict) -> None:
     print(f"machine: {res['machine']}, float32 matmul peak {res['matmul_peak_gflops']:.1f} "
           f"GFLOP/s, device {res['device']}")
+    for line in describe(res["machine_info"]):
+        print("  " + line)
     print(f"{'config':<7} {'framework':<9} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>8} "
           f"{'% peak':>7} {'peak MB':>8}")
     for r in res["training"]:
@@ -75,16 +74,17 @@ def print_report(res: dict) -> None:
 
 
 def run(configs, steps, device, use_torch, generation, tokenizer, memory) -> dict:
-    res = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
-                      f"{platform.python_version()}, NumPy {np.__version__}",
-           "device": device, "matmul_peak_gflops": round(matmul_peak_gflops(device), 1),
-           "training": []}
+    res = {"machine": None, "device": device,
+           "matmul_peak_gflops": round(matmul_peak_gflops(device), 1), "training": []}
     if use_torch:
         import torch
         res["torch"] = torch.__version__
     for name in configs:
         res["training"].append(time_training(name, steps=steps, device=device,
                                              use_torch=use_torch))
+    # read after the timings: the thread counts are those the steps ran with
+    res["machine_info"] = machine_info(with_torch=use_torch)
+    res["machine"] = short_name(res["machine_info"])
     if memory and device == "cpu" and sys.platform.startswith("linux"):
         res["memory"] = {name: peak_memory(name, use_torch) for name in configs}
     if generation:
