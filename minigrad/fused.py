@@ -323,8 +323,8 @@ class Linear(Function):
     # y = x @ W^T + b, W of shape (out, in) as in torch.nn.Linear; rows flattened so
     # every product is one 2-D GEMM:  dx = g @ W,  dW = g^T @ x,  db = sum_rows g.
     # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
-    # core, bias added while the piece is in cache, and the backward computes dx beside dW
-    # (backend.blas_rows, blas_tasks).
+    # core, bias added while the piece is in cache, and the backward computes dW beside
+    # dx and db (backend.blas_rows, blas_tasks).
     saved_inputs = {0: (1,), 1: (0,)}
     saves_output = False
 
@@ -355,16 +355,18 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])
         grads = [None] * len(needs)
 
-        def input_grad():
-            grads[0] = (g2 @ self.weight).reshape(self.x_shape)
-
-        def weight_grads():
+        def weight_grad():
             if needs[1]:
                 grads[1] = g2.T @ self.x2
+
+        def input_and_bias_grads():
+            if needs[0]:
+                grads[0] = (g2 @ self.weight).reshape(self.x_shape)
             if len(needs) == 3 and needs[2]:
                 grads[2] = xp.ones(g2.shape[0], dtype=g2.dtype) @ g2   # row sum as BLAS gemv
-        tasks = ([input_grad] if needs[0] else []) + [weight_grads]
-        blas_tasks(tasks, 2 * g2.size * self.x2.shape[1], xp)
+        # this thread takes the first task at once, a pool thread the second when it wakes
+        # (~0.1 ms later): dW first, as dx and dW cost the same and db goes beside dx
+        blas_tasks([weight_grad, input_and_bias_grads], 2 * g2.size * self.x2.shape[1], xp)
         return tuple(grads)
 
 
