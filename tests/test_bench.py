@@ -91,3 +91,31 @@ def test_machine_info_with_torch_reads_its_threads():
     info = machine_info(with_torch=True)["torch"]
     assert info["num_threads"] == torch.get_num_threads()
     assert info["version"] == torch.__version__
+
+
+def test_profile_times_every_phase_and_op_and_puts_the_ops_back():
+    """``minigpt bench --profile``: the phases add up to the step, every op of a GPT step is
+    listed with its calls per step, and the ops' own methods are back afterwards."""
+    import minigrad as mg
+    from minigpt.bench.profile import profile_minigrad
+    before = {name: (cls.__dict__.get("forward"), cls.__dict__.get("backward"))
+              for name, cls in mg.OPS.items()}
+    p = json.loads(json.dumps(profile_minigrad("tiny", steps=1)))
+    assert set(p["phases"]) == {"forward", "backward", "optimizer"}
+    assert p["ms_per_step"] == pytest.approx(sum(p["phases"].values()), abs=0.2)
+    assert {"Linear", "MultiHeadAttention", "LayerNorm", "GeluTanh", "CrossEntropy"} \
+        <= set(p["ops"])
+    assert p["ops"]["Linear"]["calls"] == 4 * 4 + 1          # 4 per block, and lm_head
+    assert p["ops"]["LayerNorm"]["calls"] == 2 * 4 + 1
+    ops_ms = sum(r["forward_ms"] for r in p["ops"].values())
+    assert ops_ms <= p["phases"]["forward"] + 0.01
+    assert before == {name: (cls.__dict__.get("forward"), cls.__dict__.get("backward"))
+                      for name, cls in mg.OPS.items()}
+
+
+def test_profile_of_torch_lists_its_ops():
+    pytest.importorskip("torch")
+    from minigpt.bench.profile import profile_torch
+    p = profile_torch("tiny", steps=1)
+    assert set(p["phases"]) == {"forward", "backward", "optimizer"}
+    assert any("mm" in op for op in p["ops"])
