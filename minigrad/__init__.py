@@ -17,7 +17,8 @@ from .backend import cuda_is_available, get_default_device, manual_seed, set_def
 from .creation import (arange, empty, full, full_like, ones, ones_like, rand, randint, randn,
                        randn_like, tensor, zeros, zeros_like)
 from .gradcheck import GradcheckResult, gradcheck
-from .tensor import Tensor, cat, stack, where
+from .tensor import Tensor, where
+from .shape_ops import cat, stack
 from . import nn, optim, viz  # noqa: E402  (they import the names above)
 from .serialization import load, save  # noqa: E402
 # issue 16: torch's module-level functions (mg.exp, mg.max, mg.einsum, mg.eye, ...)

@@ -1,16 +1,19 @@
 """Shape and selection methods with PyTorch's names, built on the primitive ops (so their
 gradients come from Reshape, Expand, GetItem, Where, Permute): ``repeat``,
 ``index_select``, ``select``, ``unbind``, ``narrow``, ``masked_select``, ``tril`` /
-``triu``, ``t()``, ``mT``, ``T``. Each takes the tensor first; Tensor's methods call them.
+``triu``, ``t()``, ``mT``, ``T``, ``flatten``, ``split``, ``chunk``; and ``cat``, ``stack``.
+Each takes the tensor first; Tensor's methods (everyday.py) call them.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 
 import numpy as np
 
 from . import backend
+from . import ops as O
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
 from .tensor import Tensor, _check_broadcast, _shape_arg, where
 
@@ -167,3 +170,70 @@ def reverse_dims(x):
                       f"x.permute(*reversed(range(x.ndim))) to reverse the dims", UserWarning,
                       stacklevel=3)
     return x.permute(*reversed(range(x.ndim))) if x.ndim > 1 else x
+
+
+def flatten(self, start_dim=0, end_dim=-1):
+    """Dims start_dim..end_dim merged into one (a 0-d tensor becomes shape (1,))."""
+    if self.ndim == 0:
+        return self.reshape(1)
+    start, end = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
+    if start > end:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                         f"for a tensor of shape {self.shape}")
+    merged = math.prod(self.shape[start:end + 1])
+    return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
+
+
+def split(self, split_size, dim=0):
+    """Pieces of ``split_size`` along dim (or of the sizes in a list), like torch."""
+    dim = self._dim("split", dim)
+    n = self.shape[dim]
+    if isinstance(split_size, numbers.Integral) and (isinstance(split_size, bool)
+                                                     or split_size < 1):
+        raise ArgumentError(f"split: split_size must be a positive int (or a list of "
+                            f"sizes), got {split_size!r}")
+    sizes = ([split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+             if isinstance(split_size, numbers.Integral) else list(split_size))
+    if sum(sizes) != n:
+        raise ShapeError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
+    out, start = [], 0
+    index = [slice(None)] * self.ndim
+    for s in sizes:
+        index[dim] = slice(start, start + s)
+        out.append(self[tuple(index)])
+        start += s
+    return tuple(out)
+
+def chunk(self, chunks, dim=0):
+    """``chunks`` pieces along dim (the last one smaller if needed), like torch."""
+    if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks < 1:
+        raise ArgumentError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    dim = self._dim("chunk", dim)
+    return self.split(-(-self.shape[dim] // chunks), dim)
+
+
+def cat(tensors, dim=0):
+    """The tensors joined along an existing dim (shapes equal elsewhere)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ArgumentError("cat: expected a non-empty list of tensors, got an empty one")
+    ref = tensors[0]
+    dim = ref._dim("cat", dim)
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(
+                s != r for j, (s, r) in enumerate(zip(t.shape, ref.shape)) if j != dim % ref.ndim):
+            raise ShapeError(f"cat: tensor {i} has shape {t.shape}, which does not match "
+                             f"tensor 0's shape {ref.shape} outside dim {dim}")
+    return O.Cat.apply(*tensors, axis=dim % ref.ndim)
+
+
+def stack(tensors, dim=0):
+    """The tensors (of one shape) joined along a new dim."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ArgumentError("stack: expected a non-empty list of tensors, got an empty one")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
+                             f"{tensors[0].shape} like tensor 0")
+    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)

@@ -16,6 +16,7 @@ from . import autograd, backend, dtypes
 from . import ops as O
 from .errors import (ArgumentError, ConversionError, DTypeError, GraphError, IndexRangeError,
                      ShapeError)
+from .everyday import EverydayMixin
 from .inplace import InplaceMixin
 from .truth import TruthMixin
 
@@ -33,9 +34,10 @@ def as_dtype(dtype):
                          f"{dtype!r}") from None
 
 
-class Tensor(TruthMixin, InplaceMixin):
+class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     """A NumPy/CuPy array (``.array``), its gradient and the op that made it. Truth and
-    comparison live in truth.py, the in-place methods in inplace.py."""
+    comparison live in truth.py, the in-place methods in inplace.py, the everyday PyTorch
+    methods that forward to reductions.py, shape_ops.py, ... in everyday.py."""
 
     __slots__ = ("array", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
                  "_stand_in", "_real", "_vc", "_view", "__weakref__")
@@ -460,16 +462,6 @@ class Tensor(TruthMixin, InplaceMixin):
 
     view = reshape
 
-    def flatten(self, start_dim=0, end_dim=-1):
-        if self.ndim == 0:
-            return self.reshape(1)
-        start, end = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
-        if start > end:
-            raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
-                             f"for a tensor of shape {self.shape}")
-        merged = math.prod(self.shape[start:end + 1])
-        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
-
     def permute(self, *dims):
         dims = _shape_arg(dims)
         if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
@@ -512,32 +504,6 @@ class Tensor(TruthMixin, InplaceMixin):
         dim = self._dim("unsqueeze", dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def split(self, split_size, dim=0):
-        """Pieces of ``split_size`` along dim (or of the sizes in a list), like torch."""
-        dim = self._dim("split", dim)
-        n = self.shape[dim]
-        if isinstance(split_size, numbers.Integral) and (isinstance(split_size, bool)
-                                                         or split_size < 1):
-            raise ArgumentError(f"split: split_size must be a positive int (or a list of "
-                                f"sizes), got {split_size!r}")
-        sizes = ([split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
-                 if isinstance(split_size, numbers.Integral) else list(split_size))
-        if sum(sizes) != n:
-            raise ShapeError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
-        out, start = [], 0
-        index = [slice(None)] * self.ndim
-        for s in sizes:
-            index[dim] = slice(start, start + s)
-            out.append(self[tuple(index)])
-            start += s
-        return tuple(out)
-
-    def chunk(self, chunks, dim=0):
-        if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks < 1:
-            raise ArgumentError(f"chunk: chunks must be a positive int, got {chunks!r}")
-        dim = self._dim("chunk", dim)
-        return self.split(-(-self.shape[dim] // chunks), dim)
-
     def contiguous(self):
         return self
 
@@ -554,89 +520,6 @@ class Tensor(TruthMixin, InplaceMixin):
             _guard(out, index)      # an index tensor (never in a view's index) is kept
         return out
 
-    # ================================================================== issue 16: the
-    # everyday PyTorch API. The bodies are in reductions.py (max(dim) with indices, sort,
-    # topk, cumsum, prod, norm, var/std, any/all), shape_ops.py (repeat, gather-like
-    # selections, triangles, transposes) and functional.py; these methods forward to them.
-    T = property(lambda self: _S.reverse_dims(self))
-    mT = property(lambda self: _S.matrix_transpose(self))
-
-    def t(self): return _S.t(self)
-    def dim(self): return self.ndim
-    ndimension = dim
-    nelement = numel
-
-    def size(self, dim=None):
-        """The shape (a Size, i.e. a tuple), or the size of one dim."""
-        return self.shape if dim is None else self.shape[self._dim("size", dim)]
-
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
-        return _R.max(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
-
-    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
-        return _R.min(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
-
-    def amax(self, dim=(), keepdim=False): return _R.amax(self, dim, keepdim)
-    def amin(self, dim=(), keepdim=False): return _R.amin(self, dim, keepdim)
-    def argmax(self, dim=None, keepdim=False): return _R.argmax(self, dim, keepdim)
-    def argmin(self, dim=None, keepdim=False): return _R.argmin(self, dim, keepdim)
-
-    def sort(self, dim=-1, descending=False, stable=False):
-        return _R.sort(self, dim, descending, stable)
-
-    def argsort(self, dim=-1, descending=False, stable=False):
-        return _R.argsort(self, dim, descending, stable)
-
-    def topk(self, k, dim=-1, largest=True, sorted=True):
-        return _R.topk(self, k, dim, largest, sorted)
-
-    def cumsum(self, dim, dtype=None): return _R.cumsum(self, dim, dtype)
-    def prod(self, dim=None, keepdim=False, dtype=None): return _R.prod(self, dim, keepdim, dtype)
-    def logsumexp(self, dim, keepdim=False): return _R.logsumexp(self, dim, keepdim)
-
-    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
-        return _R.norm(self, p, dim, keepdim, dtype)
-
-    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
-            keepdims=None):
-        return _R.var(self, dim, unbiased, keepdim, correction=correction, axis=axis,
-                      keepdims=keepdims)
-
-    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
-            keepdims=None):
-        return _R.std(self, dim, unbiased, keepdim, correction=correction, axis=axis,
-                      keepdims=keepdims)
-
-    def any(self, dim=None, keepdim=False): return _R.any(self, dim, keepdim)
-    def all(self, dim=None, keepdim=False): return _R.all(self, dim, keepdim)
-    def gather(self, dim, index): return _R.gather(self, dim, index)
-    def index_select(self, dim, index): return _S.index_select(self, dim, index)
-    def select(self, dim, index): return _S.select(self, dim, index)
-    def repeat(self, *sizes): return _S.repeat(self, *sizes)
-    def unbind(self, dim=0): return _S.unbind(self, dim)
-    def narrow(self, dim, start, length): return _S.narrow(self, dim, start, length)
-    def masked_select(self, mask): return _S.masked_select(self, mask)
-    def tril(self, diagonal=0): return _S.tril(self, diagonal)
-    def triu(self, diagonal=0): return _S.triu(self, diagonal)
-    def expand_as(self, other): return self.expand(other.shape)
-    def view_as(self, other): return self.view(other.shape)
-    def reshape_as(self, other): return self.reshape(other.shape)
-    def softmax(self, dim): return _F.softmax(self, dim)
-    def log_softmax(self, dim): return _F.log_softmax(self, dim)
-
-    # the method spellings of the operators
-    def add(self, other, *, alpha=1): return self + (other if alpha == 1 else other * alpha)
-    def sub(self, other, *, alpha=1): return self - (other if alpha == 1 else other * alpha)
-    def mul(self, other): return self * other
-    def pow(self, exponent): return self ** exponent
-    def neg(self): return -self
-    def square(self): return self * self
-
-    def div(self, other, *, rounding_mode=None):
-        return self / other if rounding_mode is None else _fn.div(self, other, rounding_mode)
-
-    def __floordiv__(self, other): return _fn.div(self, other, "floor")
-    def __rfloordiv__(self, other): return _fn.div(self._wrap(other), self, "floor")
 
 class _HookHandle:
     def __init__(self, hooks, fn):
@@ -752,32 +635,7 @@ def where(condition, a, b):
     return _guard(O.Where.apply(a, b, condition=cond), condition)
 
 
-def cat(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ArgumentError("cat: expected a non-empty list of tensors, got an empty one")
-    ref = tensors[0]
-    dim = ref._dim("cat", dim)
-    for i, t in enumerate(tensors):
-        if t.ndim != ref.ndim or any(
-                s != r for j, (s, r) in enumerate(zip(t.shape, ref.shape)) if j != dim % ref.ndim):
-            raise ShapeError(f"cat: tensor {i} has shape {t.shape}, which does not match "
-                             f"tensor 0's shape {ref.shape} outside dim {dim}")
-    return O.Cat.apply(*tensors, axis=dim % ref.ndim)
-
-
-def stack(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ArgumentError("stack: expected a non-empty list of tensors, got an empty one")
-    for i, t in enumerate(tensors):
-        if t.shape != tensors[0].shape:
-            raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
-                             f"{tensors[0].shape} like tensor 0")
-    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
-
-
-# the modules of the issue-16 API section import Tensor, so they come last
+# the modules with the bodies of everyday.py's methods import Tensor, so they come last
 from . import functional as _F  # noqa: E402
 from . import functions as _fn  # noqa: E402
 from . import reductions as _R  # noqa: E402
