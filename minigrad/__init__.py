@@ -9,13 +9,15 @@
 from . import backend, composite, functional, fused, inplace, ops  # noqa: F401  (registers ops)
 from . import autograd  # noqa: F401  (mg.autograd.grad, as torch.autograd.grad)
 from .autograd import (OPS, Function, detect_anomaly, enable_grad, inference_mode,
-                       is_grad_enabled, is_inference_mode_enabled, no_grad, stage)
+                       is_grad_enabled, is_inference_mode_enabled, no_grad, set_grad_enabled,
+                       stage)
 from .dtypes import (double, float16, float32, float64, half, int8, int16, int32, int64, long,
                      promote_types, short, uint8)
 from .dtypes import bool_ as bool, float32 as float, int32 as int  # noqa: A001 (torch's names)
 from .backend import cuda_is_available, get_default_device, manual_seed, set_default_device
-from .creation import (arange, empty, full, full_like, ones, ones_like, rand, randint, randn,
-                       randn_like, tensor, zeros, zeros_like)
+from .creation import (arange, empty, empty_like, full, full_like, ones, ones_like, rand,
+                       rand_like, randint, randint_like, randn, randn_like, tensor, zeros,
+                       zeros_like)
 from .gradcheck import GradcheckResult, gradcheck
 from .tensor import Tensor, where
 from .shape_ops import cat, stack
@@ -30,7 +32,8 @@ from .version import __getattr__  # noqa: E402  (mg.__version__, read when first
 
 __all__ = [
     "Tensor", "tensor", "zeros", "ones", "full", "empty", "arange", "randn", "rand", "randint",
-    "zeros_like", "ones_like", "full_like", "randn_like", "cat", "stack", "where", "no_grad",
+    "zeros_like", "ones_like", "full_like", "randn_like", "rand_like", "randint_like",
+    "empty_like", "set_grad_enabled", "cat", "stack", "where", "no_grad",
     "enable_grad", "is_grad_enabled", "detect_anomaly", "stage", "gradcheck", "GradcheckResult",
     "manual_seed", "set_default_device", "get_default_device", "cuda_is_available", "OPS",
     "Function", "functional", "composite", "nn", "optim", "viz", "save", "load", "Size",

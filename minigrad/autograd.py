@@ -84,6 +84,14 @@ class Function:
     saves_output = True
     view = False
 
+    def __init_subclass__(cls, **kwargs):
+        # torch's style, forward(ctx, ...) and backward(ctx, grad) as staticmethods on
+        # tensors, gets its own apply (custom_function.py); minigrad's ops keep theirs
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("forward"), staticmethod):
+            from .custom_function import ctx_apply
+            cls.apply = classmethod(ctx_apply)
+
     @classmethod
     def apply(cls, *tensors, **consts):
         # (the hot path of every op: kept lean, it is most of the cost of tiny tensors)
@@ -346,6 +354,24 @@ class enable_grad(contextlib.ContextDecorator):
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """torch.set_grad_enabled(mode): called, it sets grad mode at once; used as a context
+    manager (``with set_grad_enabled(False):``) it also restores the previous mode on exit."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self._prev, _grad_enabled = _grad_enabled, bool(mode)
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled
+        _grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
 
 
 class inference_mode(contextlib.ContextDecorator):

@@ -34,6 +34,7 @@ from . import ops as O
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                      cross_entropy, l1_loss, mse_loss, nll_loss, softplus)
+from .inplace import apply_inplace
 from .tensor import Tensor, where
 
 
@@ -110,10 +111,12 @@ def _dropout_mask(shape, p: float, dtype, device):
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
         raise ArgumentError(f"dropout: p must be in [0, 1], got {p!r}")
+    if inplace and training and p > 0:
+        return apply_inplace(x, "dropout_", lambda old: dropout(old, p, training))
     if not training or p == 0:
         return x
     if p == 1:
@@ -188,8 +191,9 @@ def multi_head_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: fl
     return FU.MultiHeadAttention.apply(qkv, n_head=n_head, causal=is_causal, dropout_mask=mask)
 
 
-def relu(x):
-    return x.relu()
+def relu(x, inplace: bool = False):
+    """max(x, 0); inplace=True writes it into x (under the in-place rules) and returns x."""
+    return x.relu_() if inplace else x.relu()
 
 
 def tanh(x):
@@ -200,6 +204,19 @@ def sigmoid(x):
     return x.sigmoid()
 
 
-def leaky_relu(x, negative_slope: float = 0.01):
+def leaky_relu(x, negative_slope: float = 0.01, inplace: bool = False):
     """x where x > 0, else negative_slope * x (the slope's gradient at 0, as PyTorch)."""
+    if inplace:
+        return apply_inplace(x, "leaky_relu_", lambda old: leaky_relu(old, negative_slope))
     return where(x.array > 0, x, x * negative_slope)
+
+
+# torch.nn.functional's other everyday names (activations, normalize, batch_norm, one_hot,
+# convolution, pooling, pad, more losses) live in these modules
+from .conv import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: E402,F401
+                   max_pool1d, max_pool2d, pad)
+from .functional_extra import (batch_norm, cosine_similarity, elu, hardtanh,  # noqa: E402,F401
+                               logsigmoid, mish, normalize, pairwise_distance, relu6, silu,
+                               softsign)
+from .indexing import one_hot  # noqa: E402,F401
+from .losses import huber_loss, kl_div, smooth_l1_loss  # noqa: E402,F401

@@ -9,6 +9,7 @@ randperm) and the sampler (multinomial, from the seeded generator) live here.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -16,11 +17,22 @@ from . import backend
 from . import functional as F
 from .creation import tensor as _new_tensor
 from .einsum import einsum
-from .errors import ArgumentError, DTypeError, ShapeError
+from .errors import ArgumentError, DTypeError, GraphError, ShapeError
 from .reductions import (all, amax, amin, any, argmax, argmin, argsort, cumsum, gather,
                          logsumexp, max, min, norm, prod, sort, std, topk, var)
 from .shape_ops import index_select, masked_select, narrow, select, t, tril, triu, unbind
 from .tensor import DEFAULT_FLOAT, Tensor, as_dtype
+from . import creation as _creation, dtypes
+from .autograd import is_grad_enabled, no_grad
+from .conv import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: F401
+                   max_pool1d, max_pool2d)
+from .elementwise import (ceil, cos, exp2, expm1, floor, fmod, frac, isfinite, isinf,  # noqa: F401
+                          isnan, lerp, log1p, log2, log10, logical_and, logical_not,
+                          logical_or, logical_xor, nan_to_num, reciprocal, remainder, round,
+                          rsqrt, sign, sin, tan, trunc)
+from .indexing import (argwhere, count_nonzero, index_add, nonzero, scatter,  # noqa: F401
+                       scatter_add, unique)
+from .shape_ops import diag, flip, movedim, roll, unflatten  # noqa: F401
 
 # ----------------------------------------------------------------------------- elementwise
 
@@ -38,9 +50,65 @@ def maximum(a, b): return a.maximum(b)
 def minimum(a, b): return a.minimum(b)
 
 
-def div(a, b, rounding_mode=None):
+def add(input, other, *, alpha=1, out=None):
+    """input + alpha * other."""
+    return _out("add", input + (other if alpha == 1 else other * alpha), out)
+
+
+def sub(input, other, *, alpha=1, out=None):
+    """input - alpha * other."""
+    return _out("sub", input - (other if alpha == 1 else other * alpha), out)
+
+
+def mul(input, other, *, out=None):
+    return _out("mul", input * other, out)
+
+
+multiply, subtract = mul, sub
+
+
+def addcmul(input, tensor1, tensor2, *, value=1):
+    return input.addcmul(tensor1, tensor2, value=value)
+
+
+def addcdiv(input, tensor1, tensor2, *, value=1):
+    return input.addcdiv(tensor1, tensor2, value=value)
+
+
+def _out(fn, result, out):
+    """torch's ``out=``: the result written into ``out`` (resized if its shape differs,
+    cast to its dtype where the result's category allows), returned. As in torch, not
+    while autograd records: the functions with out= do not support gradients."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise DTypeError(f"{fn}: out must be a Tensor, got {type(out).__name__}")
+    if is_grad_enabled() and (result.requires_grad or out.requires_grad):
+        raise GraphError(f"{fn}(): functions with out=... arguments don't support automatic "
+                         f"differentiation, but one of the arguments requires grad; write "
+                         f"y = {fn}(...) instead, or call it under no_grad()")
+    if out.shape != result.shape:
+        if out.numel():
+            warnings.warn(f"{fn}: an output with one or more elements was resized since it "
+                          f"had shape {out.shape}, which does not match the required output "
+                          f"shape {result.shape}", UserWarning, stacklevel=3)
+        out.array = backend.get_array_module(result.array).empty(result.shape, out.dtype)
+    with no_grad():
+        out.copy_(result) if dtypes.can_cast(result.dtype, out.dtype) else _cast_error(
+            fn, result, out)
+    return out
+
+
+def _cast_error(fn, result, out):
+    raise DTypeError(f"{fn}: result type {result.dtype} can't be cast to the desired output "
+                     f"type {out.dtype} (out=); pass an out tensor of dtype {result.dtype}")
+
+
+def div(a, b, rounding_mode=None, *, out=None):
     """a / b; rounding_mode "floor" or "trunc" rounds the quotient (integers stay integers,
     as in torch; the rounded result carries no gradient: its derivative is 0)."""
+    if out is not None:
+        return _out("div", div(a, b, rounding_mode), out)
     if rounding_mode is None:
         return a / b
     if rounding_mode not in ("floor", "trunc"):
@@ -84,9 +152,16 @@ def log_softmax(x, dim, dtype=None):
 # ----------------------------------------------------------------------------- products
 
 
-def matmul(a, b):
+def matmul(a, b, *, out=None):
     """a @ b with NumPy's rules for 1-D operands and batch broadcasting."""
-    return a.matmul(b)
+    return _out("matmul", a.matmul(b), out)
+
+
+def mv(a, v):
+    """Matrix (n, m) times vector (m,): a vector (n,)."""
+    _dims("mv", "input", a, 2)
+    _dims("mv", "vec", v, 1)
+    return a.matmul(v)
 
 
 def _dims(fn, name, x, n):
@@ -143,10 +218,48 @@ def numel(x):
     return x.numel()
 
 
+def median(x, dim=None, keepdim=False):
+    return x.median(dim, keepdim)
+
+
+def equal(a, b) -> bool:
+    """True when a and b have the same shape and the same values (torch.equal)."""
+    return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and \
+        bool((a == b).all())
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)
+
+
+def is_floating_point(x) -> bool:
+    return x.is_floating_point()
+
+
+def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, requires_grad=False):
+    """Draws from N(mean, std**2): of ``size`` for number arguments, else elementwise for
+    tensors of means and/or standard deviations (broadcast)."""
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
+        like = mean if isinstance(mean, Tensor) else std
+        shape = np.broadcast_shapes(tuple(getattr(mean, "shape", ())),
+                                    tuple(getattr(std, "shape", ())))
+        z = _creation.randn(*shape, dtype=like.dtype, device=like.device)
+        return (z * std + mean).detach()
+    if size is None:
+        raise ArgumentError("normal: with number mean and std, pass size=(...)")
+    z = _creation.randn(*size, dtype=dtype, device=device)
+    return (z * std + mean).detach().requires_grad_(requires_grad)
+
+
 # ----------------------------------------------------------------------------- shapes
 
 
 def reshape(x, shape): return x.reshape(shape)
+def swapaxes(x, dim0, dim1): return x.transpose(dim0, dim1)
+def trace(x): return x.trace()
+
+
+moveaxis = movedim
 def flatten(x, start_dim=0, end_dim=-1): return x.flatten(start_dim, end_dim)
 def transpose(x, dim0, dim1): return x.transpose(dim0, dim1)
 def permute(x, dims): return x.permute(dims)
@@ -313,7 +426,7 @@ def _inverse_cdf(xp, rows, u):
 
 # names that are also Python builtins: mg.max is torch.max, but minigrad.__all__ leaves them
 # out so that ``from minigrad import *`` does not replace the builtin max, sum, ... of a script
-BUILTIN_NAMES = frozenset({"abs", "all", "any", "max", "min", "pow", "sum"})
+BUILTIN_NAMES = frozenset({"abs", "all", "any", "max", "min", "pow", "sum", "round"})
 
 __all__ = [
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "square", "pow", "maximum",
@@ -323,5 +436,12 @@ __all__ = [
     "numel", "reshape", "flatten", "transpose", "permute", "squeeze", "unsqueeze", "split",
     "chunk", "unbind", "narrow", "select", "gather", "index_select", "masked_select", "t",
     "tril", "triu", "isclose", "allclose", "eye", "linspace", "from_numpy", "as_tensor",
-    "randperm", "multinomial",
+    "randperm", "multinomial", "mv", "add", "sub", "mul", "multiply", "subtract", "addcmul",
+    "addcdiv", "median", "equal", "is_tensor", "is_floating_point", "normal", "swapaxes",
+    "trace", "moveaxis", "sin", "cos", "tan", "log1p", "expm1", "log2", "log10", "exp2",
+    "reciprocal", "rsqrt", "sign", "floor", "ceil", "round", "trunc", "frac", "remainder",
+    "fmod", "lerp", "isnan", "isinf", "isfinite", "nan_to_num", "logical_and", "logical_not",
+    "logical_or", "logical_xor", "scatter", "scatter_add", "index_add", "nonzero", "argwhere",
+    "count_nonzero", "unique", "diag", "flip", "movedim", "roll", "unflatten", "conv2d",
+    "conv1d", "max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool1d", "adaptive_avg_pool2d",
 ]

@@ -31,6 +31,7 @@ def _return_type(name):
 
 max_result, min_result = _return_type("max"), _return_type("min")
 sort_result, topk_result = _return_type("sort"), _return_type("topk")
+median_result = _return_type("median")
 
 def _xp(x):
     return backend.get_array_module(x.array)
@@ -211,6 +212,26 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     xp = _xp(x)
     idx = xp.take(_order(x.array, axis, largest), xp.arange(k), axis=axis)
     return topk_result(O.Gather.apply(x, index=idx, axis=axis), _indices(idx))
+
+
+def median(x, dim=None, keepdim=False):
+    """torch.median: the lower of the two middle values for an even count (not their mean,
+    as NumPy's). Without dim, of all elements (0-d); with dim, a named (values, indices)
+    pair. NaN counts as the largest value. The gradient goes to the median element."""
+    if dim is None:
+        flat = x.reshape(-1)
+        _nonempty("median", flat, 0)
+        return sort(flat).values[(flat.shape[0] - 1) // 2]
+    axis = _one_dim("median", x, dim)
+    if x.ndim == 0:
+        return median_result(x, _indices(_xp(x).zeros((), np.int64)))
+    _nonempty("median", x, axis)
+    s = sort(x, axis)
+    k = (x.shape[axis] - 1) // 2
+    values, indices = s.values.select(axis, k), s.indices.select(axis, k)
+    if keepdim:
+        values, indices = values.unsqueeze(axis), indices.unsqueeze(axis)
+    return median_result(values, indices)
 
 
 def cumsum(x, dim, dtype=None):

@@ -1,7 +1,9 @@
 """Shape and selection methods with PyTorch's names, built on the primitive ops (so their
 gradients come from Reshape, Expand, GetItem, Where, Permute): ``repeat``,
 ``index_select``, ``select``, ``unbind``, ``narrow``, ``masked_select``, ``tril`` /
-``triu``, ``t()``, ``mT``, ``T``, ``flatten``, ``split``, ``chunk``; and ``cat``, ``stack``.
+``triu``, ``t()``, ``mT``, ``T``, ``flatten``, ``split``, ``chunk``, ``flip``, ``roll``,
+``movedim``, ``unflatten``; ``cat``, ``stack``; and the one op of its own, ``Contiguous``
+(a row-major copy, for ``x.contiguous()``).
 Each takes the tensor first; Tensor's methods (everyday.py) call them.
 """
 from __future__ import annotations
@@ -14,7 +16,9 @@ import numpy as np
 
 from . import backend
 from . import ops as O
+from .autograd import Function, register
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
+from .indexing import scatter
 from .tensor import Tensor, _check_broadcast, _shape_arg, where
 
 
@@ -237,3 +241,116 @@ def stack(tensors, dim=0):
             raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
                              f"{tensors[0].shape} like tensor 0")
     return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+
+
+# ----------------------------------------------------------------------------- layout
+def view(x, shape):
+    """x.reshape(shape), which as torch's view refuses a view (of a transposed or sliced
+    tensor) whose memory cannot be reshaped without a copy (``x.t().view(-1)``): write
+    .reshape(...) or .contiguous().view(...) there."""
+    if x._view is not None and not x.array.flags.c_contiguous:
+        target = _shape_arg(shape)
+        try:
+            probe = x.array.view()
+            probe.shape = target          # NumPy refuses when it would need a copy
+        except AttributeError:
+            raise ShapeError(f"view: view size is not compatible with input tensor's size and "
+                             f"stride (at least one dimension spans across two contiguous "
+                             f"subspaces): a view of shape {x.shape} (e.g. transposed) to "
+                             f"{target}; use .reshape(...) instead, or "
+                             f".contiguous().view(...)") from None
+        except (ValueError, TypeError):
+            pass                          # a bad shape: reshape names it
+    return x.reshape(*shape)
+
+
+def diag(x, diagonal=0):
+    """A 1-D x as a square matrix with x on its ``diagonal``; a 2-D x's diagonal as 1-D."""
+    diagonal = _int("diag", "diagonal", diagonal)
+    xp = backend.get_array_module(x.array)
+    if x.ndim == 1:
+        n = x.shape[0] + abs(diagonal)
+        rows = xp.arange(x.shape[0]) + max(-diagonal, 0)
+        cols = xp.arange(x.shape[0]) + max(diagonal, 0)
+        flat = Tensor._make(xp.zeros(n * n, dtype=x.array.dtype), False)
+        return scatter(flat, 0, rows * n + cols, x).reshape(n, n)
+    if x.ndim != 2:
+        raise ShapeError(f"diag: expected a 1-D or 2-D tensor, got shape {x.shape}")
+    n = max(0, min(x.shape[0] + min(diagonal, 0), x.shape[1] - max(diagonal, 0)))
+    rows = xp.arange(n) + max(-diagonal, 0)
+    return x[rows, rows + diagonal]
+
+
+@register
+class Contiguous(Function):
+    # a row-major copy of x (x.contiguous() of a transposed x): the values are x's, so the
+    # gradient passes unchanged
+    saved_inputs = ()
+    saves_output = False
+
+    def forward(self, x):
+        return self.xp.ascontiguousarray(x)
+
+    def backward(self, g):
+        return g
+
+
+def _dims(fn, x, dims):
+    dims = (dims,) if isinstance(dims, numbers.Integral) else tuple(dims)
+    out = tuple(x._dim(fn, d) for d in dims)
+    if len(set(out)) != len(out):
+        raise ArgumentError(f"{fn}: dims {dims} name one dim twice")
+    return out
+
+
+def flip(x, dims):
+    """x reversed along each of ``dims`` (a copy, as in torch)."""
+    if x.ndim == 0:
+        return x.clone()
+    dims = _dims("flip", x, dims)
+    index = tuple(slice(None, None, -1) if d in dims else slice(None) for d in range(x.ndim))
+    return Contiguous.apply(O.GetItem.apply(x, index=index))
+
+
+def roll(x, shifts, dims=None):
+    """x's entries moved ``shifts`` places along ``dims``, wrapping around (torch.roll);
+    without dims, over the flattened tensor (the shape kept)."""
+    if dims is None:
+        return roll(x.flatten(), shifts, 0).reshape(x.shape)
+    shifts = (shifts,) if isinstance(shifts, numbers.Integral) else tuple(shifts)
+    dims = _dims("roll", x, dims)
+    if len(shifts) != len(dims):
+        raise ArgumentError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    for s, d in zip(shifts, dims):
+        n = x.shape[d]
+        s = _int("roll", "shifts", s) % n if n else 0
+        if s:
+            head = (slice(None),) * d
+            x = cat([x[head + (slice(n - s, None),)], x[head + (slice(0, n - s),)]], dim=d)
+    return x
+
+
+def movedim(x, source, destination):
+    """The dims ``source`` moved to the positions ``destination`` (the others keep their
+    order), as torch.movedim."""
+    src = _dims("movedim", x, source)
+    dst = _dims("movedim", x, destination)
+    if len(src) != len(dst):
+        raise ArgumentError(f"movedim: source {source} and destination {destination} must "
+                            f"name as many dims")
+    order = [d for d in range(x.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return x.permute(*order)
+
+
+def unflatten(x, dim, sizes):
+    """Dim ``dim`` split into ``sizes`` (one may be -1), as torch.unflatten."""
+    dim = x._dim("unflatten", dim)
+    sizes = tuple(_int("unflatten", "sizes", s) for s in sizes)
+    known = math.prod(s for s in sizes if s != -1)
+    if sizes.count(-1) > 1 or (-1 not in sizes and known != x.shape[dim]) or (
+            -1 in sizes and (known == 0 or x.shape[dim] % known)):
+        raise ShapeError(f"unflatten: sizes {sizes} do not multiply to dim {dim} of size "
+                         f"{x.shape[dim]}")
+    return x.reshape(x.shape[:dim] + sizes + x.shape[dim + 1:])

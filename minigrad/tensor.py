@@ -21,6 +21,7 @@ from .inplace import InplaceMixin
 from .truth import TruthMixin
 
 DEFAULT_FLOAT = dtypes.DEFAULT_FLOAT
+_DEFAULT_DTYPES = (np.dtype(np.float32), np.dtype(np.int64), np.dtype(bool))
 
 
 def as_dtype(dtype):
@@ -178,12 +179,21 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         extra = f", device='{self.device}'" if self.device != "cpu" else ""
         grad = f", grad_fn={self._ctx.name}" if self._ctx is not None else (
             ", requires_grad=True" if self.requires_grad else "")
-        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=20)
-        return f"tensor({body}, dtype={self.dtype}{extra}{grad})"
+        body = np.array2string(backend.to_numpy(self.array), separator=", ", precision=4,
+                               threshold=20)
+        # torch names the dtype unless it is a default one (float32, int64, bool)
+        dtype = "" if self.dtype in _DEFAULT_DTYPES else f", dtype={self.dtype}"
+        return f"tensor({body}{dtype}{extra}{grad})"
 
     # ------------------------------------------------------------------ conversion
-    def numpy(self) -> np.ndarray:
-        """A NumPy array of the values (copied off the GPU if needed)."""
+    def numpy(self, *, force=False) -> np.ndarray:
+        """A NumPy array of the values (sharing memory on the CPU; copied off the GPU).
+        As in torch, a tensor that requires grad must be detached first (``force=True``
+        does that)."""
+        if self.requires_grad and not force:
+            raise ConversionError(f"numpy(): can't call numpy() on a tensor that requires "
+                                  f"grad (shape {self.shape}); use tensor.detach().numpy() "
+                                  f"instead")
         return backend.to_numpy(self.array)
 
     def item(self):
@@ -197,7 +207,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
 
     def tolist(self):
         """The values as (nested lists of) Python numbers; a 0-d tensor gives a number."""
-        return self.numpy().tolist()
+        return backend.to_numpy(self.array).tolist()
 
     def detach(self):
         """The same values, cut from the graph (shares memory and the version counter,
@@ -350,6 +360,10 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         if a.ndim == 0 or b.ndim == 0:
             raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
                              f"{a.shape} and {b.shape}")
+        if a.array.dtype != b.array.dtype:      # torch does not promote in matmul
+            raise DTypeError(f"matmul: expected both operands to have the same dtype, got "
+                             f"{a.dtype} and {b.dtype}; convert one first, e.g. "
+                             f"x.to(w.dtype) or x.float() (data from NumPy is often float64)")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit: "
                              f"{a.shape[-1]} (last dim of the first) != "
@@ -368,13 +382,18 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         return out
 
     # ------------------------------------------------------------------ elementwise
-    def exp(self): return O.Exp.apply(self)
-    def log(self): return O.Log.apply(self)
-    def sqrt(self): return O.Sqrt.apply(self)
-    def tanh(self): return O.Tanh.apply(self)
-    def sigmoid(self): return O.Sigmoid.apply(self)
-    def erf(self): return O.Erf.apply(self)
+    def exp(self): return O.Exp.apply(self._floating())
+    def log(self): return O.Log.apply(self._floating())
+    def sqrt(self): return O.Sqrt.apply(self._floating())
+    def tanh(self): return O.Tanh.apply(self._floating())
+    def sigmoid(self): return O.Sigmoid.apply(self._floating())
+    def erf(self): return O.Erf.apply(self._floating())
     def relu(self): return O.Relu.apply(self)
+
+    def _floating(self):
+        """self, or self in the default float dtype when it holds integers or bools (torch
+        computes exp, log, sin, ... of an integer tensor in float32)."""
+        return self if self.array.dtype.kind == "f" else self.astype(DEFAULT_FLOAT)
     def abs(self): return O.Abs.apply(self)
     __abs__ = abs
 
@@ -383,32 +402,6 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
 
     def minimum(self, other):
         return -((-self).maximum(-self._wrap(other)))
-
-    def clip(self, min=None, max=None):
-        if min is None and max is None:
-            raise ArgumentError("clip: at least one of min and max must be given")
-        return O.Clip.apply(self, lo=min, hi=max)
-
-    clamp = clip
-
-    def masked_fill(self, mask, value):
-        """Where ``mask`` is True, use ``value`` (a number, or a 0-d tensor, cast to this
-        tensor's dtype as in torch); elsewhere keep self."""
-        arr = mask.array if isinstance(mask, Tensor) else mask
-        if getattr(arr, "dtype", None) != bool:
-            raise DTypeError(f"masked_fill: mask must be boolean (a bool tensor), got "
-                             f"{getattr(arr, 'dtype', type(arr).__name__)}; write the "
-                             f"condition as a comparison, e.g. x.masked_fill(m == 0, value)")
-        _check_broadcast("masked_fill", self.shape, tuple(arr.shape))
-        if isinstance(value, Tensor):
-            if value.ndim != 0:
-                raise ShapeError(f"masked_fill: only a 0-dimensional value tensor is "
-                                 f"supported, got shape {value.shape}")
-            value = value.astype(self.dtype)
-        else:
-            value = self._wrap_as(value, self.dtype)
-        out = O.Where.apply(value, self, condition=arr)
-        return _guard(out, mask)
 
     def where(self, condition, other):
         """torch's ``x.where(condition, y)``: x where condition, else y."""
@@ -460,8 +453,6 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
             return self
         return O.Reshape.apply(self, shape=tuple(shape))
 
-    view = reshape
-
     def permute(self, *dims):
         dims = _shape_arg(dims)
         if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
@@ -505,7 +496,13 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
     def contiguous(self):
-        return self
+        """This tensor if its memory is in row-major order, else a row-major copy."""
+        if self.array.flags.c_contiguous:
+            return self
+        return _S.Contiguous.apply(self)
+
+    def is_contiguous(self):
+        return bool(self.array.flags.c_contiguous)
 
     def __getitem__(self, index):
         arr_index = _index_arg(index)
@@ -611,13 +608,21 @@ def _index_arg(index):
             if i.dtype.kind not in "iub":
                 raise DTypeError(f"index: index arrays must be integers or booleans, got "
                                  f"dtype {i.dtype}")
+        elif isinstance(i, slice) and i.step is not None and i.step <= 0:
+            raise ArgumentError(f"index: step must be greater than zero, got the slice {i} "
+                                f"(tensors have no negative strides); to reverse, write "
+                                f"x.flip(dim)")
         out.append(i)
     return tuple(out) if isinstance(index, tuple) else out[0]
 
 
-def where(condition, a, b):
+def where(condition, a=None, b=None):
     """Elementwise ``a if condition else b``; gradients flow to a and b only. a and b may
-    be numbers; the result's dtype is PyTorch's promotion of the two."""
+    be numbers; the result's dtype is PyTorch's promotion of the two. With the condition
+    alone: the indices where it holds, one tensor per dim (nonzero(as_tuple=True))."""
+    if a is None and b is None:
+        return _I.nonzero(condition if isinstance(condition, Tensor) else Tensor(condition),
+                          as_tuple=True)
     cond = condition.array if isinstance(condition, Tensor) else condition
     if not hasattr(cond, "dtype"):
         cond = np.asarray(cond)
@@ -636,8 +641,11 @@ def where(condition, a, b):
 
 
 # the modules with the bodies of everyday.py's methods import Tensor, so they come last
+from . import creation as _C  # noqa: E402
+from . import elementwise as _E  # noqa: E402
 from . import functional as _F  # noqa: E402
 from . import functions as _fn  # noqa: E402
+from . import indexing as _I  # noqa: E402
 from . import reductions as _R  # noqa: E402
 from . import shape_ops as _S  # noqa: E402
 from .shape_ops import Size  # noqa: E402

@@ -194,7 +194,7 @@ def test_matmul_1d_operands_follow_numpy():
         tx = mg.tensor(x, dtype="float64", requires_grad=True)
         ty = mg.tensor(y, dtype="float64", requires_grad=True)
         out = tx @ ty
-        np.testing.assert_allclose(out.numpy(), x @ y)
+        np.testing.assert_allclose(out.detach().numpy(), x @ y)
         mg.gradcheck(lambda p, q: p @ q, [tx, ty])
 
 
@@ -208,14 +208,14 @@ def test_split_stack_cat_round_trip_and_grads():
     x = mg.randn(5, 4, dtype="float64", requires_grad=True)
     parts = x.split(2, dim=0)
     assert [p.shape for p in parts] == [(2, 4), (2, 4), (1, 4)]
-    np.testing.assert_array_equal(mg.cat(parts, 0).numpy(), x.numpy())
+    np.testing.assert_array_equal(mg.cat(parts, 0).detach().numpy(), x.detach().numpy())
     mg.gradcheck(lambda t: mg.stack(t.split([1, 3], dim=1)[1].split(1, dim=1), dim=0), [x])
 
 
 def test_masked_fill_and_where():
     x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
     y = x.masked_fill(np.array([True, False, True]), -1.0)
-    np.testing.assert_array_equal(y.numpy(), [-1.0, 2.0, -1.0])
+    np.testing.assert_array_equal(y.detach().numpy(), [-1.0, 2.0, -1.0])
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 0.0])
 
@@ -254,7 +254,7 @@ def test_constructors_and_seed():
 
 def test_to_numpy_and_detach_share_values():
     x = mg.randn(2, 2, requires_grad=True)
-    assert isinstance(x.numpy(), np.ndarray)
+    assert isinstance(x.detach().numpy(), np.ndarray)
     d = x.detach()
     assert not d.requires_grad and d.array is x.array
     assert x.to("cpu") is x

@@ -105,8 +105,8 @@ EINSUMS = [
 def test_einsum_values_and_gradients(eq, shapes, ref):
     arrays = [RNG.standard_normal(s) for s in shapes]
     tensors = [t64(a, grad=True) for a in arrays]
-    np.testing.assert_allclose(mg.einsum(eq, *tensors).numpy(), ref(*arrays), rtol=1e-12)
-    np.testing.assert_allclose(mg.einsum(eq, tensors).numpy(), ref(*arrays), rtol=1e-12)
+    np.testing.assert_allclose(mg.einsum(eq, *tensors).detach().numpy(), ref(*arrays), rtol=1e-12)
+    np.testing.assert_allclose(mg.einsum(eq, tensors).detach().numpy(), ref(*arrays), rtol=1e-12)
     mg.gradcheck(lambda *ts: mg.einsum(eq, *ts), tensors)
 
 
@@ -243,8 +243,8 @@ def test_transposes_dim_size():
 def test_repeat_matches_tile_and_sums_gradients():
     x = RNG.standard_normal((2, 3))
     t = t64(x, grad=True)
-    np.testing.assert_array_equal(t.repeat(2, 1).numpy(), np.tile(x, (2, 1)))
-    np.testing.assert_array_equal(t.repeat(2, 1, 3).numpy(), np.tile(x, (2, 1, 3)))
+    np.testing.assert_array_equal(t.repeat(2, 1).detach().numpy(), np.tile(x, (2, 1)))
+    np.testing.assert_array_equal(t.repeat(2, 1, 3).detach().numpy(), np.tile(x, (2, 1, 3)))
     t.repeat(3, 2).sum().backward()
     np.testing.assert_array_equal(t.grad.numpy(), np.full((2, 3), 6.0))
     mg.gradcheck(lambda a: a.repeat(1, 2, 2), [t64(x, grad=True)])
@@ -256,7 +256,7 @@ def test_gather_index_select_and_their_gradients():
     x = RNG.standard_normal((3, 4))
     idx = np.array([[0, 0], [3, 1], [2, 2]])
     t = t64(x, grad=True)
-    np.testing.assert_array_equal(t.gather(1, mg.tensor(idx)).numpy(),
+    np.testing.assert_array_equal(t.gather(1, mg.tensor(idx)).detach().numpy(),
                                   np.take_along_axis(x, idx, 1))
     t.gather(1, mg.tensor(idx)).sum().backward()       # repeated indices add up
     want = np.zeros((3, 4))
@@ -264,7 +264,7 @@ def test_gather_index_select_and_their_gradients():
     np.testing.assert_array_equal(t.grad.numpy(), want)
     np.testing.assert_array_equal(mg.gather(t64(x), 0, mg.tensor([[2, 0, 1, 1]])).numpy(),
                                   [[x[2, 0], x[0, 1], x[1, 2], x[1, 3]]])
-    np.testing.assert_array_equal(t.index_select(1, mg.tensor([3, 0, 3])).numpy(),
+    np.testing.assert_array_equal(t.index_select(1, mg.tensor([3, 0, 3])).detach().numpy(),
                                   x[:, [3, 0, 3]])
     np.testing.assert_array_equal(mg.index_select(t64(x), 0, mg.tensor([1])).numpy(), x[[1]])
     mg.gradcheck(lambda a: a.index_select(0, mg.tensor([2, 2, 0])), [t64(x, grad=True)])
@@ -279,20 +279,20 @@ def test_gather_index_select_and_their_gradients():
 def test_triangles_unbind_narrow_select_masked_select():
     x = RNG.standard_normal((2, 3, 4))
     t = t64(x, grad=True)
-    np.testing.assert_array_equal(t.tril().numpy(), np.tril(x))
-    np.testing.assert_array_equal(mg.triu(t, 1).numpy(), np.triu(x, 1))
-    np.testing.assert_array_equal(mg.tril(t, diagonal=-1).numpy(), np.tril(x, -1))
+    np.testing.assert_array_equal(t.tril().detach().numpy(), np.tril(x))
+    np.testing.assert_array_equal(mg.triu(t, 1).detach().numpy(), np.triu(x, 1))
+    np.testing.assert_array_equal(mg.tril(t, diagonal=-1).detach().numpy(), np.tril(x, -1))
     t.tril().sum().backward()
     np.testing.assert_array_equal(t.grad.numpy(), np.broadcast_to(np.tril(np.ones((3, 4))),
                                                                   x.shape))
     parts = t.unbind(1)
     assert len(parts) == 3 and all(p.shape == (2, 4) for p in parts)
-    np.testing.assert_array_equal(parts[2].numpy(), x[:, 2])
-    np.testing.assert_array_equal(t.narrow(2, 1, 2).numpy(), x[:, :, 1:3])
-    np.testing.assert_array_equal(t.narrow(-1, -2, 2).numpy(), x[:, :, 2:4])
-    np.testing.assert_array_equal(t.select(1, -1).numpy(), x[:, -1])
+    np.testing.assert_array_equal(parts[2].detach().numpy(), x[:, 2])
+    np.testing.assert_array_equal(t.narrow(2, 1, 2).detach().numpy(), x[:, :, 1:3])
+    np.testing.assert_array_equal(t.narrow(-1, -2, 2).detach().numpy(), x[:, :, 2:4])
+    np.testing.assert_array_equal(t.select(1, -1).detach().numpy(), x[:, -1])
     mask = x[0] > 0
-    np.testing.assert_array_equal(t.masked_select(mg.tensor(mask)).numpy(),
+    np.testing.assert_array_equal(t.masked_select(mg.tensor(mask)).detach().numpy(),
                                   x[np.broadcast_to(mask, x.shape)])
     with pytest.raises(IndexRangeError, match="exceeds"):
         t.narrow(2, 3, 2)

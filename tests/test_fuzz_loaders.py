@@ -487,7 +487,7 @@ def _optimizer_round_trip(loader: str, sd: dict, path: Path):
     x = np.arange(16).reshape(2, 8) % 40
     model(x, x)[1].backward()
     opt.step()
-    assert all(np.isfinite(p.numpy()).all() for p in model.parameters()), "NaN weights"
+    assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters()), "NaN weights"
 
 
 @FUZZ

@@ -37,7 +37,7 @@ def test_manual_sgd_under_no_grad_changes_the_weights():
         with mg.no_grad():
             w -= 0.25 * w.grad
         w.grad = None
-    np.testing.assert_allclose(w.numpy(), [0.25, -0.5])       # w *= (1 - 0.5) each step
+    np.testing.assert_allclose(w.detach().numpy(), [0.25, -0.5])       # w *= (1 - 0.5) each step
     assert w.requires_grad and w.is_leaf
 
 
@@ -245,7 +245,7 @@ def test_a_repeated_index_gives_the_gradient_to_the_last_write():
     v = _leaf([1.0, 2.0, 3.0])
     z = mg.zeros(4, dtype=F64)
     z[mg.tensor([1, 1, 3])] = v
-    np.testing.assert_allclose(z.numpy(), [0, 2, 0, 3])
+    np.testing.assert_allclose(z.detach().numpy(), [0, 2, 0, 3])
     (z * mg.tensor([10.0, 20.0, 30.0, 40.0], dtype=F64)).sum().backward()
     np.testing.assert_allclose(v.grad.numpy(), [0, 20, 40])
 
@@ -256,8 +256,8 @@ def test_imul_needs_the_old_value():
     y *= w
     y *= y.detach() * 0 + 3          # a second in-place op: the first kept its own copy
     y.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), 6 * w.numpy())
-    np.testing.assert_allclose(w.grad.numpy(), 6 * x.numpy())
+    np.testing.assert_allclose(x.grad.numpy(), 6 * w.detach().numpy())
+    np.testing.assert_allclose(w.grad.numpy(), 6 * x.detach().numpy())
 
 
 def test_the_same_tensor_on_both_sides_is_refused_at_backward():
@@ -280,7 +280,7 @@ def test_in_place_through_views_rewires_the_base():
     m[1].mul_(w)                     # a view of a view: y[2:] *= w
     m.T[0, 0] += 10                  # and through a transpose: y[0] += 10
     assert y.grad_fn.name == "SetItem"
-    np.testing.assert_allclose(y.numpy(), [12, 4, 3, -8])
+    np.testing.assert_allclose(y.detach().numpy(), [12, 4, 3, -8])
     (y * mg.tensor([1.0, 2.0, 3.0, 4.0], dtype=F64)).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), [2, 4, 6 * 0.5, 8 * -1.0])
     np.testing.assert_allclose(w.grad.numpy(), [3 * 6, 4 * 8])
@@ -292,7 +292,7 @@ def test_a_view_made_before_its_base_changed_is_re_derived():
     z = y[0:2]
     early = z.sum()                  # uses the old values
     y.mul_(w)
-    np.testing.assert_allclose(z.numpy(), [1.0, -4.0])
+    np.testing.assert_allclose(z.detach().numpy(), [1.0, -4.0])
     (early + z.sum()).backward()
     np.testing.assert_allclose(x.grad.numpy(), [2 + 1.0, 2 - 2.0, 0])
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 4.0, 0])
@@ -351,17 +351,17 @@ def test_data_is_a_tensor_sharing_the_parameter_storage():
     p = mg.nn.Parameter(mg.tensor([1.0, 2.0, 3.0]))
     p.grad = mg.tensor([1.0, 1.0, 1.0])
     p.data -= 0.5 * p.grad
-    np.testing.assert_allclose(p.numpy(), [0.5, 1.5, 2.5])
+    np.testing.assert_allclose(p.detach().numpy(), [0.5, 1.5, 2.5])
     p.data.copy_(mg.tensor([7.0, 8.0, 9.0]))
-    np.testing.assert_allclose(p.numpy(), [7, 8, 9])
+    np.testing.assert_allclose(p.detach().numpy(), [7, 8, 9])
     mg.manual_seed(0)
     p.data.normal_(0, 0.02)
-    assert np.abs(p.numpy()).max() < 0.1 and np.abs(p.numpy()).min() > 0
+    assert np.abs(p.detach().numpy()).max() < 0.1 and np.abs(p.detach().numpy()).min() > 0
     p.data.zero_()
-    np.testing.assert_array_equal(p.numpy(), [0, 0, 0])
+    np.testing.assert_array_equal(p.detach().numpy(), [0, 0, 0])
     assert isinstance(p.data, mg.Tensor) and not p.data.requires_grad
     assert p.requires_grad and p.is_leaf and p._version == 0
-    assert isinstance(p.numpy(), np.ndarray)
+    assert isinstance(p.detach().numpy(), np.ndarray)
 
 
 def test_in_place_with_a_wider_operand_keeps_the_dtype_and_the_gradients():

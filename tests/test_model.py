@@ -82,7 +82,7 @@ def test_causality(cfg, data):
     t = data.draw(st.integers(0, T - 1))
     changed = idx.copy()
     changed[0, t + 1:] = (changed[0, t + 1:] + 1) % cfg.vocab_size
-    a, b = model(idx)[0].numpy(), model(changed)[0].numpy()
+    a, b = model(idx)[0].detach().numpy(), model(changed)[0].detach().numpy()
     np.testing.assert_allclose(a[:, :t + 1], b[:, :t + 1], rtol=1e-12, atol=1e-12)
 
 
@@ -140,7 +140,8 @@ def test_greedy_generation_and_eos():
     prompt = np.array([[1, 2, 3]])
     out = model.generate(prompt, 5, temperature=0)
     logits, _ = model(prompt)
-    assert out.shape == (1, 8) and out.numpy()[0, 3] == logits.numpy()[0, -1].argmax()
+    assert out.shape == (1, 8) and \
+        out.detach().numpy()[0, 3] == logits.detach().numpy()[0, -1].argmax()
     first = int(out.numpy()[0, 3])
     stopped = model.generate(prompt, 5, temperature=0, eos_token_id=first)
     assert stopped.shape == (1, 4)
@@ -188,10 +189,10 @@ def test_gpt2_state_dict_round_trip_and_pretrained_folder(tmp_path):
     clone = GPT.from_gpt2_state_dict(sd)
     assert clone.config.n_head == 2 and clone.config.n_layer == 2
     idx = np.array([[1, 2, 3, 4]])
-    np.testing.assert_array_equal(clone(idx)[0].numpy(), model(idx)[0].numpy())
+    np.testing.assert_array_equal(clone(idx)[0].detach().numpy(), model(idx)[0].detach().numpy())
     model.save_pretrained(tmp_path / "gpt")
     again = GPT.from_pretrained(tmp_path / "gpt")
-    np.testing.assert_array_equal(again(idx)[0].numpy(), model(idx)[0].numpy())
+    np.testing.assert_array_equal(again(idx)[0].detach().numpy(), model(idx)[0].detach().numpy())
 
 
 def test_matches_huggingface_gpt2():

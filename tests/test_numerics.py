@@ -48,7 +48,7 @@ def _grad(fn, x: np.ndarray, dtype: str, cotangent=True):
     out = fn(t)
     g = np.random.default_rng(0).standard_normal(out.shape) if cotangent and out.ndim else None
     out.backward(None if g is None else mg.tensor(g, dtype=dtype))
-    return out.numpy(), t.grad.numpy()
+    return out.detach().numpy(), t.grad.numpy()
 
 
 # ----------------------------------------------------------------------------- huge logits
@@ -79,7 +79,7 @@ def test_attention_finite_for_huge_scores():
     out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     out.backward(mg.tensor(rng.standard_normal(out.shape)))
     for t in (out, q.grad, k.grad, v.grad):
-        assert np.isfinite(t.numpy()).all()
+        assert np.isfinite(t.detach().numpy()).all()
 
 
 # ----------------------------------------------------------------------------- masked rows
@@ -156,12 +156,12 @@ def test_layer_norm_finite_on_constant_rows(c, n, dtype):
         y = impl.layer_norm(xt, n, wt, bt)
         y.backward(mg.tensor(rng.standard_normal(y.shape), dtype=dtype))
         for t in (y, xt.grad, wt.grad, bt.grad):
-            assert np.isfinite(t.numpy()).all()
+            assert np.isfinite(t.detach().numpy()).all()
         # x - mean is 0 up to the rounding of the mean (a few ulp of c), so y is the bias up
         # to w * rounding / sqrt(eps): ulp(c) * 316 * |w|
         ulp = abs(c) * (1.2e-7 if dtype == "float32" else 2.3e-16)
-        np.testing.assert_allclose(y.numpy(), np.broadcast_to(b.astype(dtype), y.shape), rtol=0,
-                                   atol=ulp * 4 * 316 * np.abs(w).max() + 1e-12)
+        np.testing.assert_allclose(y.detach().numpy(), np.broadcast_to(b.astype(dtype), y.shape),
+                                   rtol=0, atol=ulp * 4 * 316 * np.abs(w).max() + 1e-12)
 
 
 @given(x=st.sampled_from([1e4, -1e4, 1e6, -1e6, 0.0]), dtype=DTYPES)

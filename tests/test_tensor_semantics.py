@@ -46,8 +46,8 @@ def test_tensors_stay_hashable_by_identity():
     opt = mg.optim.SGD([p, q], lr=1.0)
     p.grad, q.grad = mg.tensor([1.0, 1.0]), mg.tensor([2.0, 2.0])
     opt.step()
-    np.testing.assert_array_equal(p.numpy(), [-1, -1])
-    np.testing.assert_array_equal(q.numpy(), [-2, -2])
+    np.testing.assert_array_equal(p.detach().numpy(), [-1, -1])
+    np.testing.assert_array_equal(q.detach().numpy(), [-2, -2])
 
 
 def test_membership():
@@ -142,8 +142,8 @@ def test_where_function_and_method():
     x = mg.tensor([1.0, -2.0, 3.0], requires_grad=True)
     y = mg.where(x > 0, x, 0.0)
     z = x.where(x > 0, mg.tensor(-1.0))
-    np.testing.assert_array_equal(y.numpy(), [1, 0, 3])
-    np.testing.assert_array_equal(z.numpy(), [1, -1, 3])
+    np.testing.assert_array_equal(y.detach().numpy(), [1, 0, 3])
+    np.testing.assert_array_equal(z.detach().numpy(), [1, -1, 3])
     assert y.dtype == z.dtype == mg.float32
     (y + z).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2, 0, 2])
@@ -156,7 +156,7 @@ def test_boolean_mask_indexing_and_its_gradient():
     x = mg.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
     y = mg.tensor([0, 1, 0, 1])
     picked = x[y == 1]
-    np.testing.assert_array_equal(picked.numpy(), [2, 4])
+    np.testing.assert_array_equal(picked.detach().numpy(), [2, 4])
     (picked * mg.tensor([10.0, 20.0])).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [0, 10, 0, 20])
 
@@ -198,9 +198,9 @@ def test_autograd_grad_returns_a_tuple_and_leaves_dot_grad_alone():
     h = x * w                               # a non-leaf input
     out = (h * h).sum()
     gx, gw, gh = mg.autograd.grad(out, [x, w, h], retain_graph=True)
-    np.testing.assert_allclose(gx.numpy(), 2 * 9 * x.numpy())
+    np.testing.assert_allclose(gx.detach().numpy(), 2 * 9 * x.detach().numpy())
     np.testing.assert_allclose(gw.numpy(), [2 * 3 * (1 + 4)])
-    np.testing.assert_allclose(gh.numpy(), 2 * h.numpy())
+    np.testing.assert_allclose(gh.detach().numpy(), 2 * h.detach().numpy())
     assert x.grad is None and w.grad is None and h.grad is None
     assert not gx.requires_grad
     (g2,) = mg.autograd.grad(out, x)       # the graph was retained

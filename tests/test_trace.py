@@ -104,16 +104,17 @@ def test_trace_reads_the_models_real_forward_pass(bpe):
     model = tiny(bpe)
     t = trace(model, bpe, PROMPT, max_new_tokens=0)
     idx = np.array([bpe.encode(PROMPT)])
-    np.testing.assert_array_equal(t.logits, model(idx)[0].numpy()[0])
+    np.testing.assert_array_equal(t.logits, model(idx)[0].detach().numpy()[0])
     with Recorder() as rec:
         model(idx)
     for layer in range(2):
         a = t.stage(6, layer=layer).data
         # the weights rebuilt from the recorded q, k are the fused op's: weights @ v = its output
         np.testing.assert_allclose(a["weights"] @ a["attn.v"], a["attn.y"], rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(a["attn.q"], rec[f"h.{layer}.attn.q"].numpy()[0])
+        np.testing.assert_array_equal(a["attn.q"], rec[f"h.{layer}.attn.q"].detach().numpy()[0])
         # q really is c_attn(ln_1(x)) split into heads
-        q = model.transformer.h[layer].attn.c_attn(rec[f"h.{layer}.ln_1"]).numpy()[0, :, :16]
+        q = model.transformer.h[layer].attn.c_attn(rec[f"h.{layer}.ln_1"]).detach().numpy()
+        q = q[0, :, :16]
         np.testing.assert_allclose(a["attn.q"], q.reshape(-1, 2, 8).transpose(1, 0, 2),
                                    rtol=1e-6, atol=1e-7)
 
@@ -136,11 +137,11 @@ def test_recorder_is_a_no_op_when_inactive_and_can_override_a_stage(bpe):
     assert record("ln_f", x) is x
     model = tiny(bpe)
     idx = np.array([bpe.encode(PROMPT)])
-    base = model(idx)[0].numpy()
+    base = model(idx)[0].detach().numpy()
     with Recorder(overrides={"h.1.mlp.gelu": lambda t: t * 0}) as rec:
-        changed = model(idx)[0].numpy()
+        changed = model(idx)[0].detach().numpy()
     assert not np.allclose(base, changed)
-    assert not rec["h.1.mlp.gelu"].numpy().any()
+    assert not rec["h.1.mlp.gelu"].detach().numpy().any()
     assert list(rec.tensors) == stage_names(2)
 
 
@@ -372,7 +373,7 @@ def test_layer_health_after_an_sgd_step(bpe):
     assert rows["h.0"]["grad_norm"] == pytest.approx(grad_norm, rel=1e-6)
     assert rows["h.0"]["update_norm"] == pytest.approx(0.1 * grad_norm, rel=1e-4)   # plain SGD
     assert 0 < rows["h.0"]["update_ratio"] < 1
-    out = acts["h.1.resid_mlp"].numpy()
+    out = acts["h.1.resid_mlp"].detach().numpy()
     assert rows["h.1"]["act_mean"] == pytest.approx(out.mean(), rel=1e-6)
     assert rows["h.1"]["act_std"] == pytest.approx(out.std(), rel=1e-6)
     table = health.format_health(reports[2], step=2)

@@ -19,6 +19,8 @@ import copy
 import math
 import numbers
 
+import numpy as np
+
 from .. import backend
 from ..errors import ArgumentError, ShapeError, StateDictError
 
@@ -568,9 +570,10 @@ def weight_decay_groups(named_params, weight_decay: float) -> list[dict]:
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> float:
+                    error_if_nonfinite: bool = False):
     """Scale the gradients in place so their joint norm is at most ``max_norm``
-    (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping, as a float.
+    (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping, as torch
+    does: a 0-d tensor (of the gradients' dtype; ``.item()`` or ``float()`` for a number).
 
     The total norm is the norm of the per-parameter norms (any ``norm_type``,
     ``float("inf")`` for the max); gradients are multiplied by
@@ -582,9 +585,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
                             f"clipping), got {max_norm!r}")
     if hasattr(parameters, "grad"):
         parameters = [parameters]
+    from ..tensor import Tensor
     grads = [p.grad.array for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
+        return Tensor._make(np.zeros((), np.float32), False)
     norm_type = float(norm_type)
     xp = backend.get_array_module(grads[0])
     if any(backend.get_array_module(g) is not xp for g in grads):
@@ -599,7 +603,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not coef >= 1.0:     # also when the norm is NaN: the gradients become NaN, as in torch
         for g in grads:
             g *= coef
-    return total
+    return Tensor._make(xp.asarray(total, dtype=grads[0].dtype), False)
 
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "weight_decay_groups"]
