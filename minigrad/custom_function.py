@@ -118,11 +118,11 @@ _NODE_CLASSES = weakref.WeakKeyDictionary()
 
 
 def _node_class(cls):
-    """The node class of one torch-style function, named ``<Function>Backward`` (as torch's
-    grad_fn; the name outlives the node's freed state)."""
+    """The node class of one torch-style function, named after it (a tensor's repr shows
+    ``grad_fn=<NameBackward>``, as torch's; the name outlives the node's freed state)."""
     node = _NODE_CLASSES.get(cls)
     if node is None:
-        node = _NODE_CLASSES[cls] = type(f"{cls.__name__}Backward", (_CtxNode,), {})
+        node = _NODE_CLASSES[cls] = type(cls.__name__, (_CtxNode,), {})
     return node
 
 

@@ -140,8 +140,22 @@ def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
     return FU.Linear.apply(*args)
 
 
-def embedding(idx, weight: Tensor) -> Tensor:
-    """Rows of ``weight`` picked by integer ``idx``; repeated ids add up in backward."""
+def embedding(idx, weight: Tensor, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False) -> Tensor:
+    """Rows of ``weight`` picked by integer ``idx``; repeated ids add up in backward. The
+    row ``padding_idx`` gets no gradient (torch's padding_idx)."""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise ArgumentError("embedding: max_norm, scale_grad_by_freq and sparse are not "
+                            "supported; renormalise the weight yourself under no_grad()")
+    if padding_idx is not None:
+        n = weight.shape[0]
+        if not -n <= padding_idx < n:
+            raise IndexRangeError(f"embedding: padding_idx {padding_idx} must be within the "
+                                  f"{n} rows")
+        out = embedding(idx, weight)
+        ids = idx.array if isinstance(idx, Tensor) else np.asarray(idx)
+        pad = backend.to_device(ids == padding_idx % n, weight.device)[..., None]
+        return where(pad, out.detach(), out)      # the padding row's gradient is 0
     data = idx.array if isinstance(idx, Tensor) else idx
     if not hasattr(data, "dtype"):
         data = np.asarray(data)
@@ -220,3 +234,8 @@ from .functional_extra import (batch_norm, cosine_similarity, elu, hardtanh,  # 
                                softsign)
 from .indexing import one_hot  # noqa: E402,F401
 from .losses import huber_loss, kl_div, smooth_l1_loss  # noqa: E402,F401
+
+
+def __getattr__(name):
+    from .missing import missing
+    raise missing("functional", name)

@@ -426,7 +426,8 @@ def _inverse_cdf(xp, rows, u):
 
 # names that are also Python builtins: mg.max is torch.max, but minigrad.__all__ leaves them
 # out so that ``from minigrad import *`` does not replace the builtin max, sum, ... of a script
-BUILTIN_NAMES = frozenset({"abs", "all", "any", "max", "min", "pow", "sum", "round"})
+BUILTIN_NAMES = frozenset({"abs", "all", "any", "max", "min", "pow", "sum", "round",
+                           "compile"})
 
 __all__ = [
     "exp", "log", "sqrt", "abs", "tanh", "sigmoid", "relu", "square", "pow", "maximum",
@@ -444,4 +445,14 @@ __all__ = [
     "logical_or", "logical_xor", "scatter", "scatter_add", "index_add", "nonzero", "argwhere",
     "count_nonzero", "unique", "diag", "flip", "movedim", "roll", "unflatten", "conv2d",
     "conv1d", "max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool1d", "adaptive_avg_pool2d",
+    "compile",
 ]
+
+
+def compile(model=None, **options):       # noqa: A001  (torch's name)
+    """torch.compile's place: minigrad runs eagerly, so the model (or function) comes back
+    as it is -- the same results, nothing compiled. Also a decorator (``@mg.compile``,
+    ``@mg.compile(...)``)."""
+    if model is None:
+        return lambda fn: fn
+    return model

@@ -308,7 +308,7 @@ class InplaceMixin:
         """Copy ``src``'s values in (broadcast to this shape, cast to this dtype, moved to
         this device); the gradient flows back to ``src``."""
         if not isinstance(src, T.Tensor):
-            src = T.Tensor(src, device=self.device)
+            src = T._C.tensor(src, device=self.device)
         T._check_broadcast("copy_", src.shape, self.shape, target=self.shape)
         return apply_inplace(self, "copy_", lambda old: _replace(old, src), (src,),
                              unsafe_cast=True)
@@ -339,7 +339,7 @@ class InplaceMixin:
         dtype); under autograd it is recorded like any in-place op (see inplace.py)."""
         arr_index = T._index_arg(index)
         if not isinstance(value, T.Tensor):
-            value = T.Tensor(value, device=self.device)
+            value = T._C.tensor(value, device=self.device)
         if value.dtype != self.dtype:
             value = value.astype(self.dtype)
         _check_device("index assignment", self, value)

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import autograd, backend, dtypes
+from . import autograd, backend, devices, dtypes
 from . import ops as O
 from .errors import (ArgumentError, ConversionError, DTypeError, GraphError, IndexRangeError,
                      ShapeError)
@@ -28,6 +28,8 @@ def as_dtype(dtype):
     """NumPy dtype from a dtype (mg.float32 is one), a dtype name ("float64") or a type."""
     if dtype is None:
         return None
+    if isinstance(dtype, dtypes.UnsupportedDType):
+        raise DTypeError(dtype.error())
     try:
         return np.dtype(dtype)
     except TypeError:
@@ -44,21 +46,30 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
                  "_stand_in", "_real", "_vc", "_view", "__weakref__")
     __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        """Wrap ``data``: a Tensor or NumPy/CuPy array (shared, keeping its dtype) or
-        Python data (lists, numbers: floats become float32, ints int64, as torch.tensor)."""
+    def __init__(self, data, *sizes, dtype=None, device=None, requires_grad=False):
+        """Wrap ``data``: a Tensor or NumPy/CuPy array (shared, keeping its dtype, as
+        torch.from_numpy does). Python data has torch.Tensor's (legacy) meaning: a nested
+        list holds float32 values (a torch.FloatTensor), and ints are sizes: Tensor(2, 3)
+        is a (2, 3) float32 tensor of zeros (torch leaves it uninitialised). For the dtype
+        of the data (ints: int64), write mg.tensor(data), as torch.tensor."""
         dtype = as_dtype(dtype)
         if isinstance(data, Tensor):
             data = data.array
+        elif sizes or (isinstance(data, numbers.Integral) and not isinstance(data, np.generic)):
+            data = np.zeros(_legacy_sizes((data,) + sizes), dtype or DEFAULT_FLOAT)
         if device is None:
             device = backend.device_of(data) if _is_array(data) else backend.get_default_device()
         device = backend.check_device(device)
         xp = backend.xp_for(device)
         if not _is_array(data):
+            if not isinstance(data, (np.generic, list, tuple)):
+                raise DTypeError(f"Tensor: data must be a sequence (a nested list) or an "
+                                 f"array, got {type(data).__name__} {data!r}; for a 0-d "
+                                 f"tensor write mg.tensor({data!r})")
             from_python = not isinstance(data, np.generic)
             data = np.asarray(data)
             if dtype is None and from_python:
-                dtype = dtypes.python_default(data)
+                dtype = DEFAULT_FLOAT
         if data.dtype.kind not in "biuf":
             raise DTypeError(f"tensor: data of dtype {data.dtype} is not numeric")
         data = backend.to_device(data, device)
@@ -149,7 +160,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     shape = property(lambda self: Size(self.array.shape))   # a tuple (Size: shape_ops.py)
     ndim = property(lambda self: self.array.ndim)
     dtype = property(lambda self: self.array.dtype)
-    device = property(lambda self: backend.device_of(self.array))
+    device = property(lambda self: devices.named(backend.device_of(self.array)))
     is_leaf = property(lambda self: self.grad_fn is None)
 
     @property
@@ -177,10 +188,10 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
 
     def __repr__(self):
         extra = f", device='{self.device}'" if self.device != "cpu" else ""
-        grad = f", grad_fn={self._ctx.name}" if self._ctx is not None else (
+        grad = f", grad_fn=<{self._ctx.name}Backward>" if self._ctx is not None else (
             ", requires_grad=True" if self.requires_grad else "")
         body = np.array2string(backend.to_numpy(self.array), separator=", ", precision=4,
-                               threshold=20)
+                               threshold=20, prefix="tensor(")
         # torch names the dtype unless it is a default one (float32, int64, bool)
         dtype = "" if self.dtype in _DEFAULT_DTYPES else f", dtype={self.dtype}"
         return f"tensor({body}{dtype}{extra}{grad})"
@@ -290,7 +301,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
             if isinstance(other, float) and dtype.kind != "f":
                 dtype = DEFAULT_FLOAT
             return Tensor._make(xp.asarray(other, dtype=dtype), False)
-        return Tensor(other, device=self.device)
+        return _C.tensor(other, device=self.device)
 
     def _pair(self, other, float_result=False):
         """self and other as two tensors of one dtype, by PyTorch's promotion (see
@@ -309,7 +320,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
             a = self if common == dt else self.astype(common)
             return a, Tensor._make(xp.asarray(other, dtype=common), False)
         else:   # an array or a (nested) list: a tensor of its own dtype
-            return self._pair(Tensor(other, device=self.device), float_result)
+            return self._pair(_C.tensor(other, device=self.device), float_result)
         if float_result and common.kind != "f":
             common = DEFAULT_FLOAT
         return self.astype(common), other.astype(common)
@@ -562,6 +573,15 @@ class _ToDevice(autograd.Function):
 _SCALARS = (int, float, bool)     # the common numbers, checked before numbers.Number
 
 
+def _legacy_sizes(sizes):
+    """The shape of torch.Tensor(2, 3), checked."""
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
+            raise ArgumentError(f"Tensor: sizes must be ints >= 0 (Tensor(2, 3) is a 2 x 3 "
+                                f"tensor), got {sizes}; for values write mg.tensor(data)")
+    return tuple(int(s) for s in sizes)
+
+
 def _is_array(x):
     return isinstance(x, np.ndarray) or backend.device_of(x) == "cuda"
 
@@ -621,7 +641,7 @@ def where(condition, a=None, b=None):
     be numbers; the result's dtype is PyTorch's promotion of the two. With the condition
     alone: the indices where it holds, one tensor per dim (nonzero(as_tuple=True))."""
     if a is None and b is None:
-        return _I.nonzero(condition if isinstance(condition, Tensor) else Tensor(condition),
+        return _I.nonzero(condition if isinstance(condition, Tensor) else _C.tensor(condition),
                           as_tuple=True)
     cond = condition.array if isinstance(condition, Tensor) else condition
     if not hasattr(cond, "dtype"):

@@ -18,6 +18,11 @@ from .conv import (AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, BatchNorm1d, BatchNo
 from .container import ModuleDict, ModuleList, Sequential
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
 
+def __getattr__(name):
+    from ..missing import missing
+    raise missing("nn", name)
+
+
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
            "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid", "Identity",
            "init", "utils", "functional", "StateDictError", "IncompatibleKeys",

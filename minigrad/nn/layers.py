@@ -5,6 +5,7 @@ import math
 import numbers
 
 from .. import backend
+from ..autograd import no_grad
 from .. import functional as F
 from ..errors import ArgumentError
 from ..tensor import DEFAULT_FLOAT, as_dtype
@@ -69,22 +70,38 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table: integer ids (...) -> rows (..., embedding_dim); weight ~ N(0, 1)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None,
+                 max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False,
+                 _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
         num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
         embedding_dim = _size("Embedding", "embedding_dim", embedding_dim)
+        if max_norm is not None or scale_grad_by_freq or sparse or _weight is not None:
+            raise ArgumentError("Embedding: max_norm, scale_grad_by_freq, sparse and _weight "
+                                "are not supported (for pretrained rows: copy them into "
+                                ".weight under no_grad())")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ArgumentError(f"Embedding: padding_idx must be within num_embeddings "
+                                    f"({num_embeddings}), got {padding_idx}")
+            padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = padding_idx
         self.weight = _new_param((num_embeddings, embedding_dim), dtype, device)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
+        if self.padding_idx is not None:          # torch: the padding row starts at zero
+            with no_grad():
+                self.weight[self.padding_idx].fill_(0)
 
     def forward(self, idx):
-        return F.embedding(idx, self.weight)
+        return F.embedding(idx, self.weight, self.padding_idx)
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
 
 
 class LayerNorm(Module):

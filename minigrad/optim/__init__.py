@@ -12,3 +12,8 @@ from .rmsprop import RMSprop
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_",
            "weight_decay_groups", "lr_scheduler", "LRScheduler", "LambdaLR", "WarmupCosineLR", "cosine_with_warmup"]
+
+
+def __getattr__(name):
+    from ..missing import missing
+    raise missing("optim", name)
