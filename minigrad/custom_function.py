@@ -147,6 +147,7 @@ def ctx_apply(cls, *args, **kwargs):
         raise GraphError(f"{cls.__name__}.forward must return a Tensor, got "
                          f"{type(out).__name__}")
     result = Tensor._make(out.array, False)
+    result._vc = out._counter()     # one storage: writing to result shows in saved_tensors
     if record and not any(out is t for t in ctx._non_differentiable):
         node = _node_class(cls)()
         node.cls, node.ctx, node.n_args, node.positions = cls, ctx, len(args), positions

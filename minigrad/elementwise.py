@@ -140,6 +140,10 @@ def clamp(x, min=None, max=None):
     if min is None and max is None:
         raise ArgumentError("clamp: at least one of min and max must be given")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
+        if min is not None and max is not None and isinstance(min, Tensor) != isinstance(
+                max, Tensor):
+            raise DTypeError("clamp: min and max must both be tensors or both be numbers "
+                             "(as torch); wrap the number: max=mg.tensor(2.0)")
         out = x if min is None else x.maximum(min)
         return out if max is None else out.minimum(max)
     if x.array.dtype.kind != "f" and (isinstance(min, float) or isinstance(max, float)):

@@ -26,7 +26,7 @@ def _F(lib):
     return lib.nn.functional
 
 
-# ============================================================================ the blitz: tensors
+# ============================================================================== the blitz: tensors
 @idiom(expect=([[1, 2], [3, 4]], [[1, 2], [3, 4]]))
 def blitz_tensor_from_data_and_numpy(lib):
     data = [[1, 2], [3, 4]]
@@ -132,7 +132,7 @@ def blitz_from_numpy_shares_memory(lib):
     return t
 
 
-# ============================================================================ the blitz: autograd
+# ============================================================================= the blitz: autograd
 @idiom(expect=([36.0, 81.0], [-12.0, -8.0], [True, True]))
 def blitz_autograd_external_grad(lib):
     a = lib.tensor([2., 3.], requires_grad=True)
@@ -251,7 +251,7 @@ def blitz_cifar_conv_and_pool(lib):
     return tuple(z.shape), pool(lib.arange(16.0).reshape(1, 1, 4, 4))
 
 
-# ============================================================================ learning PyTorch with examples
+# ================================================================== learning PyTorch with examples
 def _fit_poly(lib, steps=200):
     x = lib.linspace(-math.pi, math.pi, 200)
     y = lib.sin(x)
@@ -456,7 +456,7 @@ def examples_dynamic_net_reuses_a_layer(lib):
     return tuple(out.shape), len(list(net.parameters())), net.middle.weight.grad is not None
 
 
-# ============================================================================ micrograd-style loops
+# =========================================================================== micrograd-style loops
 @idiom(expect=True)
 def micrograd_python_sum_of_tensors(lib):
     xs = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]

@@ -18,7 +18,7 @@ def _F(lib):
     return lib.nn.functional
 
 
-# ============================================================================ nanoGPT: model.py
+# =============================================================================== nanoGPT: model.py
 @idiom(expect=([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]))
 def nanogpt_causal_softmax_with_a_tril_buffer(lib):
     nn, F = _nn(lib), _F(lib)
@@ -254,7 +254,7 @@ def nanogpt_from_pretrained_copy_transposed(lib):
     return bool((model.weight == lib.arange(6.0).view(3, 2).t()).all())
 
 
-# ============================================================================ nanoGPT: train.py
+# =============================================================================== nanoGPT: train.py
 @idiom(expect=((4, 8), (4, 8), "int64", True))
 def nanogpt_get_batch(lib):
     data = np.arange(100, dtype=np.uint16)
@@ -407,6 +407,272 @@ def lr_scheduler_step_lr_get_last_lr(lib):
         opt.step()
         sched.step()
     return lrs
+
+
+# =============================================================================== nanoGPT, verbatim
+def _nanogpt(lib):
+    """nanoGPT's model.py, as written there (torch -> lib; from_pretrained left out)."""
+    import inspect
+    from dataclasses import dataclass
+    nn, F = lib.nn, lib.nn.functional
+
+    class LayerNorm(nn.Module):
+        """ LayerNorm but with an optional bias. PyTorch doesn't support simply bias=False """
+
+        def __init__(self, ndim, bias):
+            super().__init__()
+            self.weight = nn.Parameter(lib.ones(ndim))
+            self.bias = nn.Parameter(lib.zeros(ndim)) if bias else None
+
+        def forward(self, input):
+            return F.layer_norm(input, self.weight.shape, self.weight, self.bias, 1e-5)
+
+    class CausalSelfAttention(nn.Module):
+
+        def __init__(self, config):
+            super().__init__()
+            assert config.n_embd % config.n_head == 0
+            self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+            self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+            self.attn_dropout = nn.Dropout(config.dropout)
+            self.resid_dropout = nn.Dropout(config.dropout)
+            self.n_head = config.n_head
+            self.n_embd = config.n_embd
+            self.dropout = config.dropout
+            self.flash = hasattr(lib.nn.functional, 'scaled_dot_product_attention') and \
+                config.flash
+            if not self.flash:
+                self.register_buffer("bias", lib.tril(lib.ones(config.block_size,
+                                                               config.block_size))
+                                     .view(1, 1, config.block_size, config.block_size))
+
+        def forward(self, x):
+            B, T, C = x.size()
+            q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+            k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            if self.flash:
+                y = lib.nn.functional.scaled_dot_product_attention(
+                    q, k, v, attn_mask=None, dropout_p=self.dropout if self.training else 0,
+                    is_causal=True)
+            else:
+                att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+                att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))
+                att = F.softmax(att, dim=-1)
+                att = self.attn_dropout(att)
+                y = att @ v
+            y = y.transpose(1, 2).contiguous().view(B, T, C)
+            y = self.resid_dropout(self.c_proj(y))
+            return y
+
+    class MLP(nn.Module):
+
+        def __init__(self, config):
+            super().__init__()
+            self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+            self.gelu = nn.GELU()
+            self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+            self.dropout = nn.Dropout(config.dropout)
+
+        def forward(self, x):
+            return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+    class Block(nn.Module):
+
+        def __init__(self, config):
+            super().__init__()
+            self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+            self.attn = CausalSelfAttention(config)
+            self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+            self.mlp = MLP(config)
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            x = x + self.mlp(self.ln_2(x))
+            return x
+
+    @dataclass
+    class GPTConfig:
+        block_size: int = 8
+        vocab_size: int = 13
+        n_layer: int = 2
+        n_head: int = 2
+        n_embd: int = 8
+        dropout: float = 0.0
+        bias: bool = True
+        flash: bool = True
+
+    class GPT(nn.Module):
+
+        def __init__(self, config):
+            super().__init__()
+            assert config.vocab_size is not None
+            assert config.block_size is not None
+            self.config = config
+            self.transformer = nn.ModuleDict(dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=LayerNorm(config.n_embd, bias=config.bias),
+            ))
+            self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+            self.transformer.wte.weight = self.lm_head.weight
+            self.apply(self._init_weights)
+            for pn, p in self.named_parameters():
+                if pn.endswith('c_proj.weight'):
+                    lib.nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+        def get_num_params(self, non_embedding=True):
+            n_params = sum(p.numel() for p in self.parameters())
+            if non_embedding:
+                n_params -= self.transformer.wpe.weight.numel()
+            return n_params
+
+        def _init_weights(self, module):
+            if isinstance(module, nn.Linear):
+                lib.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+                if module.bias is not None:
+                    lib.nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                lib.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+        def forward(self, idx, targets=None):
+            device = idx.device
+            b, t = idx.size()
+            assert t <= self.config.block_size
+            pos = lib.arange(0, t, dtype=lib.long, device=device)
+            tok_emb = self.transformer.wte(idx)
+            pos_emb = self.transformer.wpe(pos)
+            x = self.transformer.drop(tok_emb + pos_emb)
+            for block in self.transformer.h:
+                x = block(x)
+            x = self.transformer.ln_f(x)
+            if targets is not None:
+                logits = self.lm_head(x)
+                loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1),
+                                       ignore_index=-1)
+            else:
+                logits = self.lm_head(x[:, [-1], :])
+                loss = None
+            return logits, loss
+
+        def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+            param_dict = {pn: p for pn, p in self.named_parameters()}
+            param_dict = {pn: p for pn, p in param_dict.items() if p.requires_grad}
+            decay_params = [p for n, p in param_dict.items() if p.dim() >= 2]
+            nodecay_params = [p for n, p in param_dict.items() if p.dim() < 2]
+            optim_groups = [
+                {'params': decay_params, 'weight_decay': weight_decay},
+                {'params': nodecay_params, 'weight_decay': 0.0}
+            ]
+            fused_available = 'fused' in inspect.signature(lib.optim.AdamW).parameters
+            use_fused = fused_available and device_type == 'cuda'
+            extra_args = dict(fused=True) if use_fused else dict()
+            return lib.optim.AdamW(optim_groups, lr=learning_rate, betas=betas, **extra_args)
+
+        def estimate_mfu(self, fwdbwd_per_iter, dt):
+            N = self.get_num_params()
+            cfg = self.config
+            L, H, Q, T = cfg.n_layer, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.block_size
+            flops_per_token = 6 * N + 12 * L * H * Q * T
+            flops_per_fwdbwd = flops_per_token * T
+            flops_per_iter = flops_per_fwdbwd * fwdbwd_per_iter
+            return (flops_per_iter * (1.0 / dt)) / 312e12
+
+        @lib.no_grad()
+        def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+            for _ in range(max_new_tokens):
+                idx_cond = idx if idx.size(1) <= self.config.block_size \
+                    else idx[:, -self.config.block_size:]
+                logits, _ = self(idx_cond)
+                logits = logits[:, -1, :] / temperature
+                if top_k is not None:
+                    v, _ = lib.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float('Inf')
+                probs = F.softmax(logits, dim=-1)
+                idx_next = lib.multinomial(probs, num_samples=1)
+                idx = lib.cat((idx, idx_next), dim=1)
+            return idx
+
+    return GPT, GPTConfig
+
+
+def _same_weights(lib, model):
+    """Every parameter set to the same values in both libraries (the init draws differ)."""
+    with lib.no_grad():
+        for k, (_, p) in enumerate(model.named_parameters()):
+            n = p.numel()
+            p.copy_((lib.sin(lib.arange(n, dtype=lib.float32) * 0.77 + k) * 0.2).view(p.shape))
+
+
+def _nanogpt_train(lib, flash):
+    """train.py's loop as written there (CPU, float32: nullcontext and a disabled scaler)."""
+    from contextlib import nullcontext
+    GPT, GPTConfig = _nanogpt(lib)
+    lib.manual_seed(1337)
+    lib.backends.cuda.matmul.allow_tf32 = True
+    lib.backends.cudnn.allow_tf32 = True
+    device, dtype = 'cpu', 'float32'
+    device_type = 'cuda' if 'cuda' in device else 'cpu'
+    ptdtype = {'float32': lib.float32, 'bfloat16': lib.bfloat16, 'float16': lib.float16}[dtype]
+    ctx = nullcontext() if device_type == 'cpu' else lib.amp.autocast(device_type=device_type,
+                                                                        dtype=ptdtype)
+    model = GPT(GPTConfig(flash=flash))
+    _same_weights(lib, model)
+    model.to(device)
+    scaler = lib.cuda.amp.GradScaler(enabled=(dtype == 'float16'))
+    optimizer = model.configure_optimizers(0.1, 1e-2, (0.9, 0.95), device_type)
+    compile = False            # (torch.compile on a CPU needs a C compiler; mg.compile is a no-op)
+    if compile:
+        model = lib.compile(model)
+    data = np.arange(200, dtype=np.uint16) % 13
+
+    def get_batch(start):
+        ix = lib.tensor([start, start + 3, start + 7])
+        x = lib.stack([lib.from_numpy((data[i:i + 8]).astype(np.int64)) for i in ix])
+        y = lib.stack([lib.from_numpy((data[i + 1:i + 1 + 8]).astype(np.int64)) for i in ix])
+        return x.to(device), y.to(device)
+
+    gradient_accumulation_steps, grad_clip = 2, 1.0
+    X, Y = get_batch(0)
+    losses, lrs = [], []
+    for iter_num in range(4):
+        lr = 1e-2 * (iter_num + 1) / 4
+        for param_group in optimizer.param_groups:
+            param_group['lr'] = lr
+        model.train()
+        for micro_step in range(gradient_accumulation_steps):
+            with ctx:
+                logits, loss = model(X, Y)
+                loss = loss / gradient_accumulation_steps
+            X, Y = get_batch(iter_num * 2 + micro_step + 1)
+            scaler.scale(loss).backward()
+        if grad_clip != 0.0:
+            scaler.unscale_(optimizer)
+            lib.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item() * gradient_accumulation_steps)
+        lrs.append(optimizer.param_groups[0]['lr'])
+    mfu = model.estimate_mfu(3 * gradient_accumulation_steps, 0.5)
+    return losses, lrs, model.get_num_params(), mfu > 0, model
+
+
+@idiom(rtol=2e-4)
+def nanogpt_verbatim_training_steps_flash(lib):
+    losses, lrs, n, mfu, model = _nanogpt_train(lib, flash=True)
+    return losses, lrs, n, mfu, model.lm_head.weight.detach()[:2]
+
+
+@idiom(rtol=2e-4)
+def nanogpt_verbatim_training_steps_manual_attention(lib):
+    losses, lrs, n, mfu, model = _nanogpt_train(lib, flash=False)
+    model.eval()
+    idx = model.generate(lib.zeros((1, 1), dtype=lib.long), 10, top_k=1)
+    return losses, tuple(idx.shape), idx
 
 
 @pytest.mark.parametrize("name", cases_of(__name__))

@@ -17,7 +17,7 @@ def _F(lib):
     return lib.nn.functional
 
 
-# ============================================================================ nn modules
+# ====================================================================================== nn modules
 @idiom(expect=((3, 2), (3,), None, (5, 3)))
 def linear_shapes_and_no_bias(lib):
     nn = _nn(lib)
@@ -145,7 +145,8 @@ def dropout_in_train_and_eval(lib):
     kept = y[y != 0]
     train_ok = bool((kept == 2.0).all()) and 350 < kept.numel() < 650
     drop.eval()
-    return train_ok, bool((drop(x) == x).all()), bool((_F(lib).dropout(x, 0.5, training=False) == x).all())
+    return (train_ok, bool((drop(x) == x).all()),
+            bool((_F(lib).dropout(x, 0.5, training=False) == x).all()))
 
 
 @idiom(expect=(True, True, True))
@@ -210,7 +211,7 @@ def batchnorm1d_train_and_eval(lib):
     return tuple(y.shape), mean_ok, bool((bn.running_mean != 0).all())
 
 
-# ============================================================================ functional
+# ====================================================================================== functional
 @idiom
 def functional_activations(lib):
     F = _F(lib)
@@ -271,7 +272,7 @@ def cross_entropy_with_probability_targets(lib):
                  - (-(F.softmax(logits, dim=1) * F.log_softmax(logits, dim=1)).sum()).item(), 5)
 
 
-# ============================================================================ optimizers
+# ====================================================================================== optimizers
 def _quadratic_steps(lib, make_opt, steps=5):
     w = lib.tensor([1.0, -2.0, 3.0], requires_grad=True)
     b = lib.tensor([0.5], requires_grad=True)
@@ -359,7 +360,7 @@ def optimizer_with_no_parameters_raises(lib):
     return lib.optim.SGD([], lr=0.1)
 
 
-# ============================================================================ grad mode and autograd
+# ========================================================================== grad mode and autograd
 @idiom(expect=(False, None, True))
 def no_grad_context_and_decorator(lib):
     x = lib.ones(2, requires_grad=True)
@@ -455,7 +456,7 @@ def detach_and_requires_grad_(lib):
     return d.requires_grad, z.requires_grad, w.requires_grad
 
 
-# ============================================================================ printing
+# ======================================================================================== printing
 @idiom(expect=(True, True, True, True))
 def repr_shows_values_and_grad(lib):
     t = lib.tensor([1.5, 2.25])

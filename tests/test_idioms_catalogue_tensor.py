@@ -15,7 +15,7 @@ def _F(lib):
     return lib.nn.functional
 
 
-# ============================================================================ indexing
+# ======================================================================================== indexing
 @idiom(expect=((3, 1), (1, 3), (3,), [3.0, 3.0]))
 def index_none_and_ellipsis(lib):
     x = lib.tensor([1.0, 2.0, 3.0])
@@ -110,7 +110,7 @@ def gradient_through_fancy_index(lib):
     return x.grad * lib.tensor([[1.0, 2.0, 1.0], [3.0, 1.0, 1.0]])
 
 
-# ============================================================================ broadcasting
+# ==================================================================================== broadcasting
 @idiom(expect=((3, 4), (2, 3)))
 def broadcast_column_plus_row(lib):
     a = lib.ones(3, 1)
@@ -131,7 +131,7 @@ def normalize_by_mean_and_row_sum(lib):
     return x - x.mean(dim=0), x / x.sum(dim=1, keepdim=True)
 
 
-# ============================================================================ creation
+# ======================================================================================== creation
 @idiom(expect=([0, 1, 2, 3, 4], [0.0, 0.25, 0.5, 0.75], [0.0, 1.0, 2.0]))
 def arange_int_and_float(lib):
     return lib.arange(5), lib.arange(0, 1, 0.25), lib.arange(3.)
@@ -209,7 +209,7 @@ def is_tensor_and_isinstance(lib):
     return lib.is_tensor(t), lib.is_tensor([1.0]), isinstance(t, lib.Tensor)
 
 
-# ============================================================================ shapes
+# ========================================================================================== shapes
 @idiom(expect=((6,), (2, 3), (3, 2), (3, 1, 2), (1, 2, 3), (2, 3)))
 def view_reshape_permute_unsqueeze(lib):
     x = lib.arange(6.0).view(2, 3)
@@ -250,8 +250,8 @@ def permute_and_squeeze_dim(lib):
 def flatten_and_expand_and_repeat(lib):
     x = lib.zeros(2, 3, 4)
     row = lib.zeros(1, 4, 2)
-    return (tuple(x.flatten(1).shape), tuple(lib.flatten(x).shape), tuple(row.expand(3, -1, -1).shape),
-            tuple(lib.zeros(2, 1, 1).repeat(2, 2, 3).shape))
+    return (tuple(x.flatten(1).shape), tuple(lib.flatten(x).shape),
+            tuple(row.expand(3, -1, -1).shape), tuple(lib.zeros(2, 1, 1).repeat(2, 2, 3).shape))
 
 
 @idiom(expect=((2, 2, 3), (2, 6), (2, 3, 2)))
@@ -306,7 +306,7 @@ def flip_and_roll(lib):
     return lib.flip(x, dims=[1]), lib.roll(x, shifts=1, dims=1)
 
 
-# ============================================================================ dtypes
+# ========================================================================================== dtypes
 @idiom(expect=("float32", "int64", "int32", "bool", "float64", "float64"))
 def conversions(lib):
     x = lib.tensor([1.7, -0.2, 0.0])
@@ -378,7 +378,7 @@ def linear_on_float64_numpy_data_raises(lib):
     return lib.nn.Linear(3, 2)(x)
 
 
-# ============================================================================ reductions
+# ====================================================================================== reductions
 @idiom(expect=([3.5, 2.0, 0.5], [[1.5], [4.5]], 6.0, [0.5, 1.5]))
 def sum_and_mean_with_dim_and_keepdim(lib):
     x = lib.tensor(X)
@@ -435,7 +435,7 @@ def nonzero_count_and_where_of_one_argument(lib):
     return lib.count_nonzero(x).item(), lib.nonzero(x), lib.where(x != 0)
 
 
-# ============================================================================ sort, gather, scatter
+# =========================================================================== sort, gather, scatter
 @idiom(expect=(([3.0, 2.0, 0.5], [1, 2, 0]), [[2, 0, 1], [1, 2, 0]]))
 def sort_descending_and_argsort(lib):
     s = lib.sort(lib.tensor([0.5, 3.0, 2.0]), descending=True)
@@ -484,7 +484,7 @@ def topk_values_only(lib):
     return values
 
 
-# ============================================================================ elementwise maths
+# =============================================================================== elementwise maths
 @idiom(expect=([0.0, 2.0, 0.0], [-1.0, 1.0, -1.0], [0.5, 1.0, -1.0]))
 def clamp_spellings(lib):
     x = lib.tensor([-1.0, 2.0, -3.0])
@@ -575,7 +575,7 @@ def in_place_unary_methods(lib):
     return x, y
 
 
-# ============================================================================ matmul
+# ========================================================================================== matmul
 @idiom(expect=(14.0, (2, 4), (5, 2, 4), (5, 2, 4)))
 def matmul_shapes(lib):
     v = lib.tensor([1.0, 2.0, 3.0])

@@ -196,8 +196,9 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         if x.ndim not in self._dims:
-            raise ShapeError(f"{type(self).__name__}: expected a {' or '.join(map(str, self._dims))}"
-                             f"-D input, got shape {x.shape}")
+            dims = " or ".join(map(str, self._dims))
+            raise ShapeError(f"{type(self).__name__}: expected a {dims}-D input, got shape "
+                             f"{x.shape}")
         use_batch = self.training or not self.track_running_stats
         momentum = self.momentum
         if self.training and self.track_running_stats:

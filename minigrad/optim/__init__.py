@@ -11,7 +11,8 @@ from .optimizer import SGD, Adam, AdamW, Optimizer, clip_grad_norm_, weight_deca
 from .rmsprop import RMSprop
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_",
-           "weight_decay_groups", "lr_scheduler", "LRScheduler", "LambdaLR", "WarmupCosineLR", "cosine_with_warmup"]
+           "weight_decay_groups", "lr_scheduler", "LRScheduler", "LambdaLR", "WarmupCosineLR",
+           "cosine_with_warmup"]
 
 
 def __getattr__(name):
