@@ -29,7 +29,7 @@ from .functions import *  # noqa: E402,F401,F403  (the names in functions.__all_
 from .shape_ops import Size  # noqa: E402
 # torch's module-level helpers for scripts: mg.device, mg.cuda.is_available(), mg.amp,
 # mg.backends' flags, mg.utils.data (DataLoader), mg.compile
-from . import amp, backends, cuda, utils  # noqa: E402,F401
+from . import amp, backends, cuda, linalg, utils  # noqa: E402,F401
 from .devices import device  # noqa: E402
 from .version import __getattr__  # noqa: E402  (mg.__version__, read when first asked for)
 
@@ -45,5 +45,5 @@ __all__ = [
     "autograd", "inference_mode", "is_inference_mode_enabled", "promote_types",
     "bool", "uint8", "int8", "int16", "short", "int32", "int", "int64", "long", "float16",
     "half", "float32", "float", "float64", "double", "bfloat16", "device", "cuda", "amp",
-    "backends", "utils", "compile",
+    "backends", "utils", "compile", "linalg",
 ]

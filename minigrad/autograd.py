@@ -112,7 +112,7 @@ class Function:
             fn.stage = _current_stage
         requires_grad = False
         if _grad_enabled and cls.differentiable:
-            needs = [t.requires_grad for t in tensors]
+            needs = [t._rg for t in tensors]        # (t.requires_grad's slot)
             if True in needs:
                 requires_grad, fn.needs_grad = True, needs
         out = fn.forward(*arrays, **consts)
@@ -241,7 +241,7 @@ def _toposort(roots):
                     "earlier backward(); pass retain_graph=True to the first backward() to "
                     "backpropagate through it twice")
             for inp in fn.inputs:
-                if inp.requires_grad and id(inp) not in visited:
+                if inp._rg and id(inp) not in visited:
                     stack.append((inp, False))
     order.reverse()
     return order
@@ -315,7 +315,7 @@ def backward(root, grad, retain_graph=False, inputs=None):
                 if ig is not None:
                     _check_finite(ig, f"backward of {fn.name}", getattr(fn, "stage", None))
         for inp, ig in zip(fn.inputs, in_grads):
-            if ig is None or not inp.requires_grad:
+            if ig is None or not inp._rg:
                 continue
             if ig.shape != inp.array.shape:
                 ig = unbroadcast(ig, inp.array.shape)
@@ -331,7 +331,13 @@ def backward(root, grad, retain_graph=False, inputs=None):
 
 # ----------------------------------------------------------------------------- modes
 class no_grad(contextlib.ContextDecorator):
-    """Context manager / decorator: ops record no graph inside it."""
+    """Context manager / decorator (``@no_grad()``, or bare ``@no_grad`` as torch allows):
+    ops record no graph inside it."""
+
+    def __new__(cls, func=None):
+        if func is not None:            # used bare: @no_grad
+            return cls()(func)
+        return super().__new__(cls)
 
     def __enter__(self):
         global _grad_enabled

@@ -155,5 +155,5 @@ def ctx_apply(cls, *args, **kwargs):
         node.inputs = tuple(t if t._ctx is None else t._graph_stand_in() for t in tensors)
         node.epoch = autograd._epoch
         node.xp = None
-        result.requires_grad, result._ctx = True, node
+        result._rg, result._ctx = True, node
     return result

@@ -99,6 +99,9 @@ class EverydayMixin:
     def swapaxes(self, dim0, dim1): return self.transpose(dim0, dim1)
     swapdims = swapaxes
     def unflatten(self, dim, sizes): return T._S.unflatten(self, dim, sizes)
+
+    def repeat_interleave(self, repeats, dim=None):
+        return T._S.repeat_interleave(self, repeats, dim)
     def diag(self, diagonal=0): return T._S.diag(self, diagonal)
     def trace(self): return T._S.diag(self).sum()
     def softmax(self, dim): return T._F.softmax(self, dim)
@@ -219,6 +222,14 @@ class EverydayMixin:
             raise T.DTypeError(f"type: type names such as {dtype!r} are not supported; pass a "
                                f"dtype: x.type(mg.float32), or write x.float()")
         return self.to(dtype)
+
+    def __getattr__(self, name):
+        # only reached when a name is missing: say so in torch's terms
+        if name.startswith("_"):
+            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+        raise AttributeError(f"'Tensor' object has no attribute {name!r} (torch's "
+                             f"Tensor.{name}): minigrad implements torch's everyday tensor "
+                             f"methods, not all of them; see docs/pytorch.md and dir(tensor)")
 
     def element_size(self): return int(self.array.itemsize)
     is_cuda = property(lambda self: self.device == "cuda")

@@ -21,7 +21,7 @@ from .errors import ArgumentError, DTypeError, GraphError, ShapeError
 from .reductions import (all, amax, amin, any, argmax, argmin, argsort, cumsum, gather,
                          logsumexp, max, min, norm, prod, sort, std, topk, var)
 from .shape_ops import index_select, masked_select, narrow, select, t, tril, triu, unbind
-from .tensor import DEFAULT_FLOAT, Tensor, as_dtype
+from .tensor import DEFAULT_FLOAT, PRINT_OPTIONS, Tensor, as_dtype
 from . import creation as _creation, dtypes
 from .autograd import is_grad_enabled, no_grad
 from .conv import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: F401
@@ -222,6 +222,58 @@ def median(x, dim=None, keepdim=False):
     return x.median(dim, keepdim)
 
 
+def std_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """(std, mean) along dim, as torch.std_mean."""
+    return (x.std(dim, unbiased, keepdim, correction=correction), x.mean(dim, keepdim))
+
+
+def var_mean(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """(var, mean) along dim, as torch.var_mean."""
+    return (x.var(dim, unbiased, keepdim, correction=correction), x.mean(dim, keepdim))
+
+
+def bernoulli(input, p=None):
+    """1 with probability ``input`` (or ``p``) elementwise, else 0, in input's dtype, from
+    minigrad's seeded generator (no gradient)."""
+    if not isinstance(input, Tensor) or input.array.dtype.kind != "f":
+        raise DTypeError("bernoulli: input must be a floating-point tensor of probabilities")
+    probs = input.array if p is None else p
+    u = backend.random_uniform(input.shape, input.array.dtype, input.device)
+    return Tensor._make((u < probs).astype(input.array.dtype), False)
+
+
+def get_default_dtype():
+    """The dtype Python floats become: float32 (minigrad's is fixed)."""
+    return DEFAULT_FLOAT
+
+
+def set_default_dtype(d):
+    """Only float32, the default minigrad is built around, can be set (a no-op)."""
+    if as_dtype(d) != DEFAULT_FLOAT:
+        raise DTypeError(f"set_default_dtype: minigrad's default float dtype is fixed at "
+                         f"float32, got {d}; pass dtype= to the constructors (mg.tensor(..., "
+                         f"dtype=mg.float64)) or convert: x.double(), model.double()")
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None):
+    """How tensors print (torch.set_printoptions): precision, threshold (the element count
+    beyond which it summarises), edgeitems, linewidth; profile 'default', 'short', 'full'."""
+    if profile is not None:
+        PRINT_OPTIONS.update({"default": dict(precision=4, threshold=1000, edgeitems=3,
+                                                max_line_width=80),
+                                "short": dict(precision=2, threshold=1000, edgeitems=2,
+                                              max_line_width=80),
+                                "full": dict(precision=4, threshold=2 ** 63 - 1, edgeitems=3,
+                                             max_line_width=80)}[profile])
+    for name, value in (("precision", precision), ("threshold", threshold),
+                        ("edgeitems", edgeitems), ("max_line_width", linewidth)):
+        if value is not None:
+            PRINT_OPTIONS[name] = value
+    if sci_mode is not None:
+        PRINT_OPTIONS["suppress_small"] = not sci_mode
+
+
 def equal(a, b) -> bool:
     """True when a and b have the same shape and the same values (torch.equal)."""
     return isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape and \
@@ -256,6 +308,7 @@ def normal(mean=0.0, std=1.0, size=None, *, dtype=None, device=None, requires_gr
 
 def reshape(x, shape): return x.reshape(shape)
 def swapaxes(x, dim0, dim1): return x.transpose(dim0, dim1)
+def repeat_interleave(x, repeats, dim=None): return x.repeat_interleave(repeats, dim)
 def trace(x): return x.trace()
 
 
@@ -445,7 +498,8 @@ __all__ = [
     "logical_or", "logical_xor", "scatter", "scatter_add", "index_add", "nonzero", "argwhere",
     "count_nonzero", "unique", "diag", "flip", "movedim", "roll", "unflatten", "conv2d",
     "conv1d", "max_pool2d", "max_pool1d", "avg_pool2d", "avg_pool1d", "adaptive_avg_pool2d",
-    "compile",
+    "compile", "std_mean", "var_mean", "bernoulli", "get_default_dtype", "set_default_dtype",
+    "set_printoptions", "repeat_interleave",
 ]
 
 

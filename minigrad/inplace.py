@@ -186,7 +186,7 @@ def _rebase(t, new):
     if s is not None:           # the old version no longer fills t.grad (retain_grad)
         s._real, s._vc = None, t._vc
     t._stand_in, t._hooks = None, None
-    t._ctx, t.requires_grad = new._ctx, new.requires_grad
+    t._ctx, t._rg = new._ctx, new._rg
     vc = t._vc
     vc.gen += 1                 # views made before now are re-derived when next used
     if vc.has_views:

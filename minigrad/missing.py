@@ -17,13 +17,14 @@ ADVICE = {
            "parallel": "for data parallelism see minigpt.ddp (MPI)"},
     "functional": {"multi_head_attention_forward": _ATTENTION},
     "optim": {},
+    "lr_scheduler": {"OneCycleLR": "compose it: LambdaLR(optimizer, lambda step: ...) with the "
+                                   "warmup and cosine shape you want, or SequentialLR of "
+                                   "LinearLR and CosineAnnealingLR"},
     "minigrad": {"fft": "there is no FFT module (use NumPy's np.fft on t.detach().numpy())",
-                 "linalg": "there is no linalg module; norms: t.norm(p, dim); for others use "
-                           "NumPy's np.linalg on t.detach().numpy() (no gradient)",
                  "jit": "there is no TorchScript: minigrad runs eagerly (call the model)"},
 }
 _HAS = {"nn": "minigrad.nn", "functional": "minigrad.nn.functional", "optim": "minigrad.optim",
-        "minigrad": "minigrad"}
+        "lr_scheduler": "minigrad.optim.lr_scheduler", "minigrad": "minigrad"}
 
 
 def missing(where: str, name: str) -> AttributeError:

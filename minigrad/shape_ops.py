@@ -136,7 +136,7 @@ def _triangle(fn, x, diagonal, keep):
     diagonal = _int(fn, "diagonal", diagonal)
     xp = backend.get_array_module(x.array)
     mask = keep(xp.ones(x.shape[-2:], dtype=bool), k=diagonal)
-    return where(Tensor._make(mask, False), x, 0)
+    return where(Tensor._make(mask, False), x, x._wrap_as(0, x.dtype))     # x's dtype kept
 
 
 def tril(x, diagonal=0):
@@ -354,3 +354,21 @@ def unflatten(x, dim, sizes):
         raise ShapeError(f"unflatten: sizes {sizes} do not multiply to dim {dim} of size "
                          f"{x.shape[dim]}")
     return x.reshape(x.shape[:dim] + sizes + x.shape[dim + 1:])
+
+
+def repeat_interleave(x, repeats, dim=None):
+    """Each entry repeated ``repeats`` times in place along dim (an int, or a 1-D tensor of
+    counts, one per entry); without dim, over the flattened tensor (torch.repeat_interleave)."""
+    if dim is None:
+        x, dim = x.reshape(-1), 0
+    dim = x._dim("repeat_interleave", dim)
+    n = x.shape[dim]
+    counts = repeats.array if isinstance(repeats, Tensor) else repeats
+    if isinstance(counts, numbers.Integral) or getattr(counts, "ndim", 1) == 0:
+        counts = np.full(n, int(counts))
+    counts = backend.to_numpy(np.asarray(counts) if not hasattr(counts, "dtype") else counts)
+    if counts.shape != (n,) or (counts < 0).any():
+        raise ShapeError(f"repeat_interleave: repeats must be an int >= 0 or one count per "
+                         f"entry ({n}) along dim {dim}, got {repeats!r}"[:200])
+    index = np.repeat(np.arange(n), counts)
+    return index_select(x, dim, Tensor._make(backend.to_device(index, x.device), False))

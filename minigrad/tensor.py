@@ -22,6 +22,9 @@ from .truth import TruthMixin
 
 DEFAULT_FLOAT = dtypes.DEFAULT_FLOAT
 _DEFAULT_DTYPES = (np.dtype(np.float32), np.dtype(np.int64), np.dtype(bool))
+# how tensors print (mg.set_printoptions changes them; torch's defaults: 4 digits, a
+# summary beyond 1000 elements)
+PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "max_line_width": 80}
 
 
 def as_dtype(dtype):
@@ -42,7 +45,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     comparison live in truth.py, the in-place methods in inplace.py, the everyday PyTorch
     methods that forward to reductions.py, shape_ops.py, ... in everyday.py."""
 
-    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
+    __slots__ = ("array", "grad", "_rg", "_ctx", "_hooks", "_retain_grad", "name",
                  "_stand_in", "_real", "_vc", "_view", "__weakref__")
     __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
 
@@ -82,7 +85,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         self._retain_grad = False
         self.name = None
         self._stand_in = self._real = self._vc = self._view = None
-        self.requires_grad = False
+        self._rg = False            # requires_grad (the property checks what is set)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -91,7 +94,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         """Fast path for the engine: wrap an array that is already right."""
         t = object.__new__(cls)
         t.array, t.grad, t._ctx, t._hooks = data, None, None, None
-        t._retain_grad, t.name, t.requires_grad = False, None, requires_grad
+        t._retain_grad, t.name, t._rg = False, None, requires_grad
         t._stand_in = t._real = t._vc = t._view = None
         return t
 
@@ -104,7 +107,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         if s is None:
             xp = backend.get_array_module(self.array)
             s = Tensor._make(xp.broadcast_to(xp.zeros((), self.array.dtype), self.array.shape),
-                             self.requires_grad)
+                             self._rg)
             if self._hooks is None:
                 self._hooks = []          # shared: hooks registered later reach it too
             s._ctx, s._hooks, s._real = self._ctx, self._hooks, weakref.ref(self)
@@ -142,7 +145,7 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         if self._stand_in is not None:      # it stands for the old graph from now on
             self._stand_in._real, self._stand_in._vc = None, self._vc
         self._stand_in, self._hooks = None, None
-        self._ctx, self.requires_grad = fresh._ctx, fresh.requires_grad
+        self._ctx, self._rg = fresh._ctx, fresh._rg
         self._view = fresh._view
 
     # ------------------------------------------------------------------ properties
@@ -178,20 +181,33 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
                                   "length; use .item() for the value, .numel() for the count")
         return self.array.shape[0]
 
+    @property
+    def requires_grad(self):
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
     def requires_grad_(self, flag=True):
+        """Record operations on this (leaf) tensor for autograd, or stop (flag False)."""
         if flag and self.array.dtype.kind != "f":
             raise DTypeError(f"requires_grad: only floating-point tensors can require "
                              f"gradients, got dtype {self.array.dtype} (indices never carry "
                              "gradients)")
-        self.requires_grad = bool(flag)
+        if not flag and self._ctx is not None:
+            raise GraphError("requires_grad: you can only change requires_grad flags of leaf "
+                             "tensors; to use a computed tensor without its graph, write "
+                             "y = y.detach()")
+        self._rg = bool(flag)
         return self
 
     def __repr__(self):
         extra = f", device='{self.device}'" if self.device != "cpu" else ""
         grad = f", grad_fn=<{self._ctx.name}Backward>" if self._ctx is not None else (
             ", requires_grad=True" if self.requires_grad else "")
-        body = np.array2string(backend.to_numpy(self.array), separator=", ", precision=4,
-                               threshold=20, prefix="tensor(")
+        body = np.array2string(backend.to_numpy(self.array), separator=", ", prefix="tensor(",
+                               **PRINT_OPTIONS)
         # torch names the dtype unless it is a default one (float32, int64, bool)
         dtype = "" if self.dtype in _DEFAULT_DTYPES else f", dtype={self.dtype}"
         return f"tensor({body}{dtype}{extra}{grad})"
@@ -435,11 +451,13 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
                                  f"{self.shape}")
         return tuple(d % max(self.ndim, 1) for d in dims)
 
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        return O.Sum.apply(self, axis=self._axes("sum", dim, axis),
-                           keepdims=bool(keepdim or keepdims))
+    def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+        x = self if dtype is None else self.astype(dtype)
+        return O.Sum.apply(x, axis=x._axes("sum", dim, axis), keepdims=bool(keepdim or keepdims))
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+        if dtype is not None:
+            return self.astype(dtype).mean(dim, keepdim, axis=axis, keepdims=keepdims)
         if self.array.dtype.kind != "f":
             raise DTypeError(f"mean(): could not infer output dtype. Input dtype must be "
                              f"either a floating point or complex dtype. Got: {self.dtype}; "
@@ -497,6 +515,10 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
+        if isinstance(dim, (tuple, list)):      # several dims (each dropped if of size 1)
+            drop = {self._dim("squeeze", d) for d in dim}
+            return self.reshape(tuple(s for i, s in enumerate(self.shape)
+                                      if i not in drop or s != 1))
         dim = self._dim("squeeze", dim)
         if self.ndim == 0 or self.shape[dim] != 1:
             return self

@@ -294,6 +294,93 @@ def optimizer_add_param_group(lib):
     return len(opt.param_groups), [g['lr'] for g in opt.param_groups]
 
 
+# ============================================================================== more everyday API
+@idiom(expect=([[True, False], [True, True]], "bool", [2.0, 2.0]))
+def tril_of_a_bool_mask_and_no_grad_bare(lib):
+    m = lib.ones(2, 2, dtype=lib.bool).tril()
+
+    @lib.no_grad
+    def double(t):
+        return t * 2
+
+    out = double(lib.ones(2, requires_grad=True))
+    assert not out.requires_grad
+    return m, str(m.dtype).replace("torch.", ""), out
+
+
+@idiom
+def requires_grad_on_an_integer_tensor_raises(lib):
+    x = lib.tensor([1, 2, 3])
+    x.requires_grad = True
+
+
+@idiom
+def requires_grad_false_on_a_non_leaf_raises(lib):
+    y = lib.ones(2, requires_grad=True) * 2
+    y.requires_grad = False
+
+
+@idiom(expect=(3.0, (2,), [[1.0, 1.0], [2.0, 2.0]], [1, 1, 2, 2], [[1.0, 1.0], [1.0, 1.0]]))
+def sum_dtype_squeeze_dims_repeat_interleave(lib):
+    x = lib.tensor([1, 2])
+    kv = lib.tensor([[1.0], [2.0]])
+    return (x.sum(dtype=lib.float32).item(), tuple(lib.zeros(1, 2, 1).squeeze((0, 2)).shape),
+            kv.repeat_interleave(2, dim=1), lib.repeat_interleave(x, 2),
+            lib.ones(1, 2).repeat_interleave(lib.tensor([2]), dim=0))
+
+
+@idiom(expect=([5.0, 10.0], 7.0, 5.0, (1.5275252, 2.3333333)))
+def linalg_norms_and_std_mean(lib):
+    m = lib.tensor([[3.0, 4.0], [6.0, 8.0]])
+    std, mean = lib.std_mean(lib.tensor([1.0, 2.0, 4.0]))
+    return (lib.linalg.norm(m, dim=1), lib.linalg.vector_norm(lib.tensor([3.0, 4.0]), ord=1),
+            lib.linalg.norm(lib.tensor([3.0, 4.0])).item(), (std.item(), mean.item()))
+
+
+@idiom(expect=("float16", False, [[1.0, 1.0]], [1.0, -1.0]))
+def half_from_pretrained_clip_grad_value(lib):
+    m = lib.nn.Linear(2, 2).half()
+    emb = lib.nn.Embedding.from_pretrained(lib.ones(3, 2))
+    w = lib.zeros(2, requires_grad=True)
+    (w * lib.tensor([3.0, -4.0])).sum().backward()
+    lib.nn.utils.clip_grad_value_([w], 1.0)
+    return (str(m.weight.dtype).replace("torch.", ""), emb.weight.requires_grad,
+            emb(lib.tensor([2])), w.grad)
+
+
+@idiom(expect=((3, 2, 2), [1.0, 1.0], [0.0, 0.0]))
+def unflatten_cosine_pairwise_modules(lib):
+    nn = lib.nn
+    return (tuple(nn.Unflatten(1, (2, 2))(lib.ones(3, 4)).shape),
+            nn.CosineSimilarity(dim=1)(lib.ones(2, 3), lib.ones(2, 3) * 2),
+            nn.PairwiseDistance(eps=0.0)(lib.ones(2, 3), lib.ones(2, 3)))
+
+
+@idiom(expect=([0.1, 0.05, 0.1, 0.085355, 0.05, 0.014645],
+               [1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.25]))
+def warm_restarts_and_reduce_on_plateau(lib):
+    S = lib.optim.lr_scheduler
+    opt = lib.optim.SGD([lib.zeros(1, requires_grad=True)], lr=0.1)
+    sched = S.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=2)
+    seen = []
+    for _ in range(6):
+        seen.append(round(opt.param_groups[0]['lr'], 6))
+        opt.step()
+        sched.step()
+    opt2 = lib.optim.SGD([lib.zeros(1, requires_grad=True)], lr=1.0)
+    plateau = S.ReduceLROnPlateau(opt2, factor=0.5, patience=1)
+    lrs = []
+    for val_loss in [1.0, 1.0, 1.0, 1.0, 0.5, 0.6, 0.6]:
+        plateau.step(val_loss)
+        lrs.append(opt2.param_groups[0]['lr'])
+    return seen, lrs
+
+
+@idiom(expect=(True, None))
+def default_dtype_and_print_options(lib):
+    return lib.get_default_dtype() == lib.float32, lib.set_printoptions(precision=4)
+
+
 @pytest.mark.parametrize("name", cases_of(__name__))
 def test_idiom(name):
     check_case(name)

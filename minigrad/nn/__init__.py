@@ -10,7 +10,7 @@ from .. import functional
 from . import init, utils
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
 from .layers import ELU, Flatten, Hardtanh, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Softmax
-from .layers import Softplus
+from .layers import CosineSimilarity, PairwiseDistance, Softplus, Unflatten
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .loss import HuberLoss, KLDivLoss, SmoothL1Loss
 from .conv import (AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d,
@@ -30,4 +30,4 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Lin
            "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "SiLU", "ELU",
            "ReLU6", "Mish", "Hardtanh", "SmoothL1Loss", "HuberLoss", "KLDivLoss", "Conv1d",
            "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d",
-           "BatchNorm1d", "BatchNorm2d"]
+           "BatchNorm1d", "BatchNorm2d", "Unflatten", "CosineSimilarity", "PairwiseDistance"]

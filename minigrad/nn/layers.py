@@ -90,6 +90,20 @@ class Embedding(Module):
         self.weight = _new_param((num_embeddings, embedding_dim), dtype, device)
         self.reset_parameters()
 
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, **kwargs):
+        """An Embedding holding a copy of ``embeddings`` (rows, dim); frozen (no gradient)
+        unless freeze=False."""
+        if embeddings.ndim != 2:
+            raise ArgumentError(f"Embedding.from_pretrained: embeddings must be 2-D (rows, "
+                                f"dim), got shape {embeddings.shape}")
+        emb = cls(*embeddings.shape, padding_idx=padding_idx, dtype=embeddings.dtype,
+                  device=embeddings.device, **kwargs)
+        with no_grad():
+            emb.weight.copy_(embeddings)
+        emb.weight.requires_grad = not freeze
+        return emb
+
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
         if self.padding_idx is not None:          # torch: the padding row starts at zero
@@ -322,3 +336,39 @@ class LeakyReLU(Module):
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size`` (torch.nn.Unflatten)."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        return x.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class CosineSimilarity(Module):
+    """F.cosine_similarity along ``dim``."""
+
+    def __init__(self, dim: int = 1, eps: float = 1e-8):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1, x2):
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    """F.pairwise_distance: ||x1 - x2 + eps||_p along the last dim."""
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1, x2):
+        return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
