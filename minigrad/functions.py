@@ -21,7 +21,8 @@ from .errors import ArgumentError, DTypeError, GraphError, ShapeError
 from .reductions import (all, amax, amin, any, argmax, argmin, argsort, cumsum, gather,
                          logsumexp, max, min, norm, prod, sort, std, topk, var)
 from .shape_ops import index_select, masked_select, narrow, select, t, tril, triu, unbind
-from .tensor import DEFAULT_FLOAT, PRINT_OPTIONS, Tensor, as_dtype
+from .tensor import DEFAULT_FLOAT, Tensor, as_dtype
+from .truth import PRINT_OPTIONS
 from . import creation as _creation, dtypes
 from .autograd import is_grad_enabled, no_grad
 from .conv import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: F401
