@@ -381,6 +381,21 @@ def default_dtype_and_print_options(lib):
     return lib.get_default_dtype() == lib.float32, lib.set_printoptions(precision=4)
 
 
+
+@idiom(expect=(True, True, True, True))
+def the_import_forms_of_scripts(lib):
+    import importlib
+
+    def module(name):
+        return importlib.import_module(f"{lib.__name__}.{name}")
+
+    F = module("nn.functional")                 # import torch.nn.functional as F
+    amp = module("cuda.amp")                    # from torch.cuda.amp import GradScaler
+    return (F is lib.nn.functional and hasattr(F, "relu"), hasattr(amp, "GradScaler"),
+            hasattr(module("utils.data"), "DataLoader") and hasattr(module("nn.init"),
+                                                                      "normal_"),
+            hasattr(module("optim.lr_scheduler"), "StepLR"))
+
 @pytest.mark.parametrize("name", cases_of(__name__))
 def test_idiom(name):
     check_case(name)

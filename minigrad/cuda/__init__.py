@@ -4,7 +4,8 @@
 (GradScaler, autocast; see amp.py)."""
 from __future__ import annotations
 
-from . import amp, backend  # noqa: F401  (mg.cuda.amp, as torch.cuda.amp)
+from .. import backend
+from . import amp  # noqa: F401  (mg.cuda.amp, as torch.cuda.amp: minigrad.amp)
 
 
 def is_available() -> bool:
