@@ -513,3 +513,11 @@ def _check_finite(array, where, stage=None):
         at = f" (stage {stage!r})" if stage else ""
         raise AnomalyError(f"detect_anomaly: {bad} first appeared in the {where}{at}, "
                            f"output shape {tuple(array.shape)}")
+
+
+def Variable(data, requires_grad=False, volatile=False):     # noqa: N802  (torch's name)
+    """torch.autograd.Variable, from before tensors carried gradients: the tensor itself,
+    with requires_grad set as asked (``volatile`` is ignored, as in torch 0.4 on)."""
+    if requires_grad:
+        data.requires_grad_(True)
+    return data

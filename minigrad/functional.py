@@ -24,6 +24,7 @@ Numerics (tested in tests/test_numerics.py):
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -77,6 +78,7 @@ def log_softmax(x: Tensor, dim=None) -> Tensor:
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU; approximate="tanh" is the form GPT-2 uses, "none" the exact x * Phi(x)."""
+    _float_input("gelu", "input", x)
     if approximate == "tanh":
         return FU.GeluTanh.apply(x)
     if approximate == "none":
@@ -85,12 +87,21 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    """Normalise over the last dimension (the only one supported), then scale and shift."""
+    """Normalise over the last dims (``normalized_shape``), then scale and shift."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(shape) != 1 or x.shape[-1:] != shape:
-        raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimension "
+    if not shape or x.shape[len(x.shape) - len(shape):] != shape:
+        raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimensions "
                          f"of the input, got input shape {x.shape}")
     _float_input("layer_norm", "input", x)
+    if len(shape) > 1:      # several dims: as one, of their product
+        n = math.prod(shape)
+        for name, p in (("weight", weight), ("bias", bias)):
+            if p is not None and p.shape != shape:
+                raise ShapeError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
+        flat = layer_norm(x.reshape(x.shape[:len(x.shape) - len(shape)] + (n,)), n,
+                          None if weight is None else weight.reshape(n),
+                          None if bias is None else bias.reshape(n), eps)
+        return flat.reshape(x.shape)
     xp = backend.get_array_module(x.array)
     if weight is None:
         weight = Tensor._make(xp.ones(shape, dtype=x.dtype), False)
@@ -220,6 +231,7 @@ def sigmoid(x):
 
 def leaky_relu(x, negative_slope: float = 0.01, inplace: bool = False):
     """x where x > 0, else negative_slope * x (the slope's gradient at 0, as PyTorch)."""
+    _float_input("leaky_relu", "input", x)
     if inplace:
         return apply_inplace(x, "leaky_relu_", lambda old: leaky_relu(old, negative_slope))
     return where(x.array > 0, x, x * negative_slope)

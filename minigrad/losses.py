@@ -90,6 +90,9 @@ def _classes_last(fn: str, x: Tensor):
 
 def _class_targets(fn: str, x: Tensor, t, batch, ignore_index):
     """Integer targets checked against the layout and the number of classes, flat (M,)."""
+    if t.dtype != np.int64 and t.dtype != np.uint8:     # torch's rule: Long or Byte
+        raise DTypeError(f"{fn}: expected target dtype to be int64 (long) or uint8, got "
+                         f"{t.dtype}; convert the class indices: target.long()")
     n_classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     if tuple(t.shape) != batch:
         hint = ""
@@ -293,6 +296,9 @@ def kl_div(input: Tensor, target, reduction: str = "mean", log_target: bool = Fa
 
 def _binary_pair(fn: str, input, target, weight):
     _float_input(fn, "input", input)
+    if isinstance(target, Tensor) and target.array.dtype.kind != "f":
+        raise DTypeError(f"{fn}: target must be a floating-point tensor (probabilities), "
+                         f"got dtype {target.dtype}; convert it: target.float()")
     target = _as_tensor(fn, "target", target, input)
     if target.shape != input.shape:
         raise ShapeError(f"{fn}: target of shape {target.shape} must have the input's shape "

@@ -155,6 +155,9 @@ def argmin(x, dim=None, keepdim=False):
 
 
 def _argext(fn, x, dim, keepdim):
+    if x.array.dtype == bool:
+        raise DTypeError(f"{fn}(): does not support bool input (as torch); convert it: "
+                         f"x.long().{fn}() or x.float().{fn}()")
     xp = _xp(x)
     find = xp.argmax if fn == "argmax" else xp.argmin
     if dim is None:

@@ -5,6 +5,7 @@ ops.py / fused.py and the graph walking in autograd.py.
 """
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import math
@@ -612,6 +613,10 @@ def _index_arg(index):
             if i.dtype.kind not in "iub":
                 raise DTypeError(f"index: index arrays must be integers or booleans, got "
                                  f"dtype {i.dtype}")
+            if i.dtype == np.uint8:     # torch reads a uint8 index as a mask (deprecated)
+                warnings.warn("indexing with dtype uint8 is deprecated (it is a mask, as in "
+                              "torch); use a bool tensor instead", UserWarning, stacklevel=3)
+                i = i.astype(bool)
         elif isinstance(i, slice) and i.step is not None and i.step <= 0:
             raise ArgumentError(f"index: step must be greater than zero, got the slice {i} "
                                 f"(tensors have no negative strides); to reverse, write "
@@ -630,6 +635,9 @@ def where(condition, a=None, b=None):
     cond = condition.array if isinstance(condition, Tensor) else condition
     if not hasattr(cond, "dtype"):
         cond = np.asarray(cond)
+    if cond.dtype != bool:
+        raise DTypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}; "
+                         f"write the test, e.g. mg.where(c != 0, a, b), or c.bool()")
     if isinstance(a, Tensor):
         a, b = a._pair(b)
     elif isinstance(b, Tensor):

@@ -396,6 +396,42 @@ def the_import_forms_of_scripts(lib):
                                                                       "normal_"),
             hasattr(module("optim.lr_scheduler"), "StepLR"))
 
+
+@idiom
+def cross_entropy_with_int32_targets_raises(lib):
+    return lib.nn.functional.cross_entropy(lib.ones(2, 3), lib.tensor([0, 1], dtype=lib.int32))
+
+
+@idiom
+def binary_cross_entropy_with_integer_targets_raises(lib):
+    return lib.nn.functional.binary_cross_entropy_with_logits(lib.zeros(2), lib.tensor([1, 0]))
+
+
+@idiom
+def where_with_an_integer_condition_raises(lib):
+    return lib.where(lib.tensor([1, 0]), lib.ones(2), lib.zeros(2))
+
+
+@idiom
+def gelu_of_an_integer_tensor_raises(lib):
+    return lib.nn.functional.gelu(lib.tensor([1, 2]))
+
+
+@idiom
+def argmax_of_a_bool_tensor_raises(lib):
+    return lib.tensor([False, True]).argmax()
+
+
+@idiom(expect=([0, 2], (4, 2, 3), True))
+def uint8_mask_layer_norm_over_two_dims_variable(lib):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        picked = lib.arange(3)[lib.tensor([1, 0, 1], dtype=lib.uint8)]
+    ln = lib.nn.LayerNorm((2, 3))
+    v = lib.autograd.Variable(lib.ones(2), requires_grad=True)
+    return picked, tuple(ln(lib.arange(24.0).view(4, 2, 3)).shape), v.requires_grad
+
 @pytest.mark.parametrize("name", cases_of(__name__))
 def test_idiom(name):
     check_case(name)

@@ -127,10 +127,10 @@ class LayerNorm(Module):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else \
             tuple(normalized_shape)
-        if len(shape) != 1:
-            raise ArgumentError(f"LayerNorm: normalized_shape must be one size (the last "
-                                f"dimension), got {normalized_shape!r}")
-        shape = (_size("LayerNorm", "normalized_shape", shape[0], 1),)
+        if not shape:
+            raise ArgumentError(f"LayerNorm: normalized_shape must name at least one (last) "
+                                f"dimension, got {normalized_shape!r}")
+        shape = tuple(_size("LayerNorm", "normalized_shape", s, 1) for s in shape)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
             raise ArgumentError(f"LayerNorm: eps must be a number > 0, got {eps!r}")
         self.normalized_shape, self.eps = shape, eps
