@@ -28,9 +28,10 @@ def _windows(xp, x, kh, kw, stride, dilation):
     oh = (h - dh * (kh - 1) - 1) // sh + 1
     ow = (w - dw * (kw - 1) - 1) // sw + 1
     s = x.strides
+    extra = {"writeable": False} if xp is np else {}     # (CuPy's as_strided has no flag)
     return xp.lib.stride_tricks.as_strided(
         x, (n, c, oh, ow, kh, kw), (s[0], s[1], s[2] * sh, s[3] * sw, s[2] * dh, s[3] * dw),
-        writeable=False)
+        **extra)
 
 
 def _pad_array(xp, x, padding, value):

@@ -190,6 +190,8 @@ def rsqrt(x): return floating(_tensor("rsqrt", x)).sqrt().reciprocal()
 def _rounded(fn, x, decimals=0):
     x = _tensor(fn, x)
     if x.array.dtype.kind == "b":
+        if fn == "sign":
+            return x.clone()
         raise DTypeError(f"{fn}: not defined for a bool tensor; convert it first "
                          f"(x.float() or x.long())")
     if x.array.dtype.kind in "iu" and fn != "sign":
@@ -201,7 +203,11 @@ def sign(x): return _rounded("sign", x)
 def floor(x): return _rounded("floor", x)
 def ceil(x): return _rounded("ceil", x)
 def trunc(x): return _rounded("trunc", x)
-def frac(x): return x - trunc(x)
+def frac(x):
+    if _tensor("frac", x).array.dtype.kind != "f":
+        raise DTypeError(f"frac: not implemented for dtype {x.dtype} (as torch); integers "
+                         f"have no fractional part")
+    return x - trunc(x)
 
 
 def round(x, *, decimals=0):      # noqa: A001  (torch's name)
@@ -214,7 +220,10 @@ def _remainder(fn, a, b, fmod):
     if not isinstance(a, Tensor):
         a = _tensor(fn, b)._wrap(a)
     a, b = a._pair(b)
-    if a.array.dtype.kind in "biu":       # integers: exact, no gradient
+    if a.array.dtype.kind == "b":
+        raise DTypeError(f"{fn}: not implemented for bool tensors (as torch); convert: "
+                         f"x.long()")
+    if a.array.dtype.kind in "iu":        # integers: exact, no gradient
         if bool((b.array == 0).any()):
             raise ZeroDivisionError(f"{fn}: integer division by zero (ZeroDivisionError)")
         xp = backend.get_array_module(a.array)

@@ -114,7 +114,7 @@ class EverydayMixin:
     def mul(self, other): return self * other
     def pow(self, exponent): return self ** exponent
     def neg(self): return -self
-    def square(self): return self * self
+    def square(self): return self * self if self.array.dtype.kind == "f" else self ** 2
 
     def div(self, other, *, rounding_mode=None):
         return self / other if rounding_mode is None else T._fn.div(self, other, rounding_mode)

@@ -45,7 +45,7 @@ def abs(x): return x.abs()
 def tanh(x): return x.tanh()
 def sigmoid(x): return x.sigmoid()
 def relu(x): return x.relu()
-def square(x): return x * x
+def square(x): return x.square()
 def pow(x, exponent): return x ** exponent          # noqa: A001  (torch's name)
 def maximum(a, b): return a.maximum(b)
 def minimum(a, b): return a.minimum(b)
@@ -115,11 +115,13 @@ def div(a, b, rounding_mode=None, *, out=None):
     if rounding_mode not in ("floor", "trunc"):
         raise ArgumentError(f"div: rounding_mode must be None, 'floor' or 'trunc', got "
                             f"{rounding_mode!r}")
-    a = a if isinstance(a, Tensor) else b._wrap(a)
-    b = a._wrap(b)
+    a, b = (a if isinstance(a, Tensor) else b._wrap(a))._pair(b)     # torch's promotion
     x, y = a.array, backend.to_device(b.array, a.device)
     xp = backend.get_array_module(x)
-    if x.dtype.kind in "biu" and y.dtype.kind in "biu":
+    if x.dtype.kind == "b":
+        raise DTypeError("div: floor and trunc division of bool tensors are not implemented "
+                         "(as torch); convert first: x.long()")
+    if x.dtype.kind in "iu":
         if bool((y == 0).any()):
             raise ZeroDivisionError("div: integer division by zero")
         q = xp.floor_divide(x, y)
@@ -129,8 +131,7 @@ def div(a, b, rounding_mode=None, *, out=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         q = (x / y)
     q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
-    dtype = np.result_type(*(d for d in (x.dtype, y.dtype) if d.kind == "f"))   # as torch
-    return Tensor._make(q.astype(dtype, copy=False), False)
+    return Tensor._make(xp.asarray(q).astype(x.dtype, copy=False), False)
 
 
 def clamp(x, min=None, max=None):

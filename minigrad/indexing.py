@@ -189,8 +189,9 @@ def unique(x, sorted=True, return_inverse=False, return_counts=False, dim=None):
     ``sorted`` says: torch's order for sorted=False is unspecified.)"""
     xp = backend.get_array_module(x.array)
     axis = None if dim is None else x._dim("unique", dim)
+    along = {} if axis is None else {"axis": axis}
     values, inverse, counts = xp.unique(x.array, return_inverse=True, return_counts=True,
-                                        axis=axis)
+                                        **along)
     out = [Tensor._make(values, False)]
     if return_inverse:
         shape = x.shape if axis is None else (x.shape[axis],)

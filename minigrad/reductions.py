@@ -51,6 +51,12 @@ def _float(fn, x):
                          f"(convert with .float())")
 
 
+def _not_bool(fn, x):
+    if x.array.dtype == bool:
+        raise DTypeError(f"{fn}: not implemented for bool tensors (as torch); convert first: "
+                         f"x.long()")
+
+
 def _nonempty(fn, x, axis):
     if x.ndim and x.shape[axis] == 0:
         raise ShapeError(f"{fn}: expected reduction dim {axis} to have non-zero size, got "
@@ -205,6 +211,7 @@ def argsort(x, dim=-1, descending=False, stable=False):
 def topk(x, k, dim=-1, largest=True, sorted=True):
     """torch.topk: the k largest (smallest with largest=False) values along dim and their
     indices, in order; ties keep the lower index first."""
+    _not_bool("topk", x)
     axis = x._dim("topk", dim)
     n = x.shape[axis] if x.ndim else 1
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= n:
@@ -221,6 +228,7 @@ def median(x, dim=None, keepdim=False):
     """torch.median: the lower of the two middle values for an even count (not their mean,
     as NumPy's). Without dim, of all elements (0-d); with dim, a named (values, indices)
     pair. NaN counts as the largest value. The gradient goes to the median element."""
+    _not_bool("median", x)
     if dim is None:
         flat = x.reshape(-1)
         _nonempty("median", flat, 0)

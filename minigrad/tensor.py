@@ -227,6 +227,9 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         return self.astype(dtypes.float64)
 
     def clone(self):
+        """A copy (its own memory, the same dtype); the gradient flows back to self."""
+        if self.array.dtype.kind != "f":            # (no graph for integers and bools)
+            return Tensor._make(self.array.copy(order="K"), False)
         return self * 1
 
     # ------------------------------------------------------------------ autograd
@@ -338,7 +341,8 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     def __pow__(self, exponent):
         if isinstance(exponent, numbers.Number) and not isinstance(exponent, Tensor):
             x = self.astype(dtypes.scalar_type(self.array.dtype, exponent))
-            return O.PowScalar.apply(x, exponent=exponent)
+            out = O.PowScalar.apply(x, exponent=exponent)
+            return out if out.array.dtype == x.array.dtype else out.astype(x.dtype)
         return self._binary(O.Pow, exponent)
 
     def __rpow__(self, base):
@@ -350,6 +354,9 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         if a.ndim == 0 or b.ndim == 0:
             raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
                              f"{a.shape} and {b.shape}")
+        if a.array.dtype == bool:
+            raise DTypeError("matmul: not implemented for bool tensors (as torch); convert "
+                             "first: a.float() @ b.float()")
         if a.array.dtype != b.array.dtype:      # torch does not promote in matmul
             raise DTypeError(f"matmul: expected both operands to have the same dtype, got "
                              f"{a.dtype} and {b.dtype}; convert one first, e.g. "
@@ -378,20 +385,32 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     def tanh(self): return O.Tanh.apply(self._floating())
     def sigmoid(self): return O.Sigmoid.apply(self._floating())
     def erf(self): return O.Erf.apply(self._floating())
-    def relu(self): return O.Relu.apply(self)
+    def relu(self):
+        if self.array.dtype == bool:
+            raise DTypeError("relu: bool inputs are not supported (as torch); convert: "
+                             "x.float().relu()")
+        return O.Relu.apply(self)
 
     def _floating(self):
         """self, or self in the default float dtype when it holds integers or bools (torch
         computes exp, log, sin, ... of an integer tensor in float32)."""
         return self if self.array.dtype.kind == "f" else self.astype(DEFAULT_FLOAT)
-    def abs(self): return O.Abs.apply(self)
+    def abs(self):
+        if self.array.dtype == bool:
+            raise DTypeError("abs: not implemented for bool tensors (as torch)")
+        return O.Abs.apply(self)
     __abs__ = abs
 
     def maximum(self, other):
         return self._binary(O.Maximum, other)
 
     def minimum(self, other):
-        return -((-self).maximum(-self._wrap(other)))
+        a, b = self._pair(other)
+        if a.array.dtype.kind != "f":       # integers, bools: no gradient, no negation
+            _check_broadcast("minimum", a.shape, b.shape)
+            xp = backend.get_array_module(a.array)
+            return Tensor._make(xp.asarray(xp.minimum(a.array, b.array)), False)
+        return -((-a).maximum(-b))
 
     def where(self, condition, other):
         """torch's ``x.where(condition, y)``: x where condition, else y."""
@@ -416,6 +435,8 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
 
     def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
         x = self if dtype is None else self.astype(dtype)
+        if x.array.dtype.kind == "u":     # torch sums unsigned (and all) integers in int64
+            x = x.astype(np.int64)
         return O.Sum.apply(x, axis=x._axes("sum", dim, axis), keepdims=bool(keepdim or keepdims))
 
     def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):

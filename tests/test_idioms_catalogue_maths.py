@@ -432,6 +432,26 @@ def uint8_mask_layer_norm_over_two_dims_variable(lib):
     v = lib.autograd.Variable(lib.ones(2), requires_grad=True)
     return picked, tuple(ln(lib.arange(24.0).view(4, 2, 3)).shape), v.requires_grad
 
+
+@idiom(expect=([0, 3, 5], "bool", [1, 0, 1], 203, "int64", [True, False, True]))
+def small_integer_and_bool_dtypes(lib):
+    u8 = lib.tensor([0, 3, 200], dtype=lib.uint8)
+    mask = lib.tensor([True, False, True])
+    s = u8.sum()
+    return (lib.minimum(u8, lib.tensor([1, 4, 5])), str(mask.clone().dtype).replace(
+        "torch.", ""), mask.square(), s.item(), str(s.dtype).replace("torch.", ""),
+        mask.sign())
+
+
+@idiom
+def floor_division_of_a_bool_tensor_raises(lib):
+    return lib.tensor([True, False]) // 2
+
+
+@idiom
+def topk_of_a_bool_tensor_raises(lib):
+    return lib.tensor([True, False]).topk(1)
+
 @pytest.mark.parametrize("name", cases_of(__name__))
 def test_idiom(name):
     check_case(name)
