@@ -1,10 +1,12 @@
 """Module-level functions with torch's names: ``mg.exp(x)``, ``mg.softmax(x, dim)``,
 ``mg.matmul(a, b)``, ``mg.max(x, 1)``, ``mg.einsum(...)``, ``mg.eye(3)``,
-``mg.from_numpy(a)``, ``mg.multinomial(p, 1)`` ...
+``mg.from_numpy(a)``, ``mg.multinomial(p, 1)``, ``mg.sin``, ``mg.scatter``, ``mg.conv2d`` ...
 
 Most are the Tensor method of the same name, called on the first argument (one
 implementation: the method's). The constructors (eye, linspace, from_numpy, as_tensor,
-randperm) and the sampler (multinomial, from the seeded generator) live here.
+randperm), the sampler (multinomial, from the seeded generator), ``out=`` and matmul's rules
+(Tensor.matmul and ``@`` call them) live here; the rest comes from the modules that own it
+(elementwise.py, indexing.py, conv.py, shape_ops.py, reductions.py).
 """
 from __future__ import annotations
 
@@ -13,27 +15,28 @@ import warnings
 
 import numpy as np
 
-from . import backend
+from . import backend, dtypes
+from . import creation as _creation
 from . import functional as F
-from .creation import tensor as _new_tensor
-from .einsum import einsum
-from .errors import ArgumentError, DTypeError, GraphError, ShapeError
-from .reductions import (all, amax, amin, any, argmax, argmin, argsort, cumsum, gather,
-                         logsumexp, max, min, norm, prod, sort, std, topk, var)
-from .shape_ops import index_select, masked_select, narrow, select, t, tril, triu, unbind
-from .tensor import DEFAULT_FLOAT, Tensor, as_dtype
-from .truth import PRINT_OPTIONS
-from . import creation as _creation, dtypes
+from . import ops as O
 from .autograd import is_grad_enabled, no_grad
 from .conv import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: F401
                    max_pool1d, max_pool2d)
+from .creation import tensor as _new_tensor
+from .einsum import einsum
 from .elementwise import (ceil, cos, exp2, expm1, floor, fmod, frac, isfinite, isinf,  # noqa: F401
                           isnan, lerp, log1p, log2, log10, logical_and, logical_not,
                           logical_or, logical_xor, nan_to_num, reciprocal, remainder, round,
                           rsqrt, sign, sin, tan, trunc)
+from .errors import ArgumentError, DTypeError, GraphError, ShapeError
 from .indexing import (argwhere, count_nonzero, index_add, nonzero, scatter,  # noqa: F401
                        scatter_add, unique)
+from .reductions import (all, amax, amin, any, argmax, argmin, argsort, cumsum, gather,
+                         logsumexp, max, min, norm, prod, sort, std, topk, var)
 from .shape_ops import diag, flip, movedim, roll, unflatten  # noqa: F401
+from .shape_ops import index_select, masked_select, narrow, select, t, tril, triu, unbind
+from .tensor import DEFAULT_FLOAT, Tensor, _check_broadcast, as_dtype
+from .truth import PRINT_OPTIONS
 
 # ----------------------------------------------------------------------------- elementwise
 
@@ -155,8 +158,39 @@ def log_softmax(x, dim, dtype=None):
 
 
 def matmul(a, b, *, out=None):
-    """a @ b with NumPy's rules for 1-D operands and batch broadcasting."""
-    return _out("matmul", a.matmul(b), out)
+    """a @ b with torch's rules: 1-D operands promoted to a row / column (and the 1 dropped
+    after), batch dims broadcast, both operands of one dtype (no promotion, as torch)."""
+    if not isinstance(a, Tensor):
+        raise DTypeError(f"matmul: expected a Tensor, got {type(a).__name__}")
+    b = a._wrap(b)
+    if out is not None:
+        return _out("matmul", matmul(a, b), out)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
+                         f"{a.shape} and {b.shape}")
+    if a.array.dtype == bool:
+        raise DTypeError("matmul: not implemented for bool tensors (as torch); convert "
+                         "first: a.float() @ b.float()")
+    if a.array.dtype != b.array.dtype:      # torch does not promote in matmul
+        raise DTypeError(f"matmul: expected both operands to have the same dtype, got "
+                         f"{a.dtype} and {b.dtype}; convert one first, e.g. "
+                         f"x.to(w.dtype) or x.float() (data from NumPy is often float64)")
+    if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+        raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit: "
+                         f"{a.shape[-1]} (last dim of the first) != "
+                         f"{b.shape[-2 if b.ndim > 1 else 0]} (rows of the second)")
+    _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
+    squeeze = []
+    if a.ndim == 1:   # (n,) @ (..., n, m): promote to (1, n), drop the 1 afterwards
+        a = a.reshape(1, a.shape[0])
+        squeeze.append(-2)
+    if b.ndim == 1:   # (..., n) @ (n,): promote to (n, 1)
+        b = b.reshape(b.shape[0], 1)
+        squeeze.append(-1)
+    result = O.MatMul.apply(a, b)
+    for axis in sorted(squeeze):
+        result = result.squeeze(axis if len(squeeze) == 1 else -1)
+    return result
 
 
 def mv(a, v):

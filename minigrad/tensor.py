@@ -349,34 +349,8 @@ class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
         return self._binary(O.Pow, base, True)
 
     def matmul(self, other):
-        other = self._wrap(other)
-        a, b = self, other
-        if a.ndim == 0 or b.ndim == 0:
-            raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
-                             f"{a.shape} and {b.shape}")
-        if a.array.dtype == bool:
-            raise DTypeError("matmul: not implemented for bool tensors (as torch); convert "
-                             "first: a.float() @ b.float()")
-        if a.array.dtype != b.array.dtype:      # torch does not promote in matmul
-            raise DTypeError(f"matmul: expected both operands to have the same dtype, got "
-                             f"{a.dtype} and {b.dtype}; convert one first, e.g. "
-                             f"x.to(w.dtype) or x.float() (data from NumPy is often float64)")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit: "
-                             f"{a.shape[-1]} (last dim of the first) != "
-                             f"{b.shape[-2 if b.ndim > 1 else 0]} (rows of the second)")
-        _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
-        squeeze = []
-        if a.ndim == 1:   # (n,) @ (..., n, m): promote to (1, n), drop the 1 afterwards
-            a = a.reshape(1, a.shape[0])
-            squeeze.append(-2)
-        if b.ndim == 1:   # (..., n) @ (n,): promote to (n, 1)
-            b = b.reshape(b.shape[0], 1)
-            squeeze.append(-1)
-        out = O.MatMul.apply(a, b)
-        for axis in sorted(squeeze):
-            out = out.squeeze(axis if len(squeeze) == 1 else -1)
-        return out
+        """self @ other, with torch's rules (see functions.matmul)."""
+        return _fn.matmul(self, other)
 
     # ------------------------------------------------------------------ elementwise
     def exp(self): return O.Exp.apply(self._floating())
