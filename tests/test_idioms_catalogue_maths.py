@@ -452,6 +452,12 @@ def floor_division_of_a_bool_tensor_raises(lib):
 def topk_of_a_bool_tensor_raises(lib):
     return lib.tensor([True, False]).topk(1)
 
+
+@idiom(rtol=1e-5)
+def optimizer_implementation_flags(lib):
+    return (_steps(lib, lambda p: lib.optim.AdamW(p, lr=0.1, foreach=False, fused=False)),
+            _steps(lib, lambda p: lib.optim.SGD(p, lr=0.1, momentum=0.5, foreach=None)))
+
 @pytest.mark.parametrize("name", cases_of(__name__))
 def test_idiom(name):
     check_case(name)

@@ -374,6 +374,15 @@ def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _implementation_flags(owner, differentiable):
+    """torch's foreach=, fused= and capturable= choose among implementations of the same
+    update; minigrad has one (a compiled loop on the CPU), so they are accepted and change
+    nothing. differentiable=True (gradients through the step) is refused."""
+    if differentiable:
+        raise ArgumentError(f"{owner}: differentiable=True is not supported (minigrad records "
+                            f"no graph through an optimizer step)")
+
+
 def _constructor_error(name, message):
     return ArgumentError(f"{name}: {message}")
 
@@ -399,7 +408,9 @@ class SGD(Optimizer):
     _STATE_OPTIONAL = ("momentum_buffer",)     # None or missing: the next step starts one
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach=None, differentiable: bool = False, fused=None):
+        _implementation_flags(type(self).__name__, differentiable)
         self._check_hyperparameters(dict(lr=lr, momentum=momentum, dampening=dampening,
                                          weight_decay=weight_decay, nesterov=nesterov),
                                     _constructor_error)
@@ -459,7 +470,10 @@ class Adam(Optimizer):
         return ("step", "exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",)
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach=None, capturable: bool = False, differentiable: bool = False,
+                 fused=None):
+        _implementation_flags(type(self).__name__, differentiable)
         betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
         self._check_hyperparameters(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
                                     _constructor_error)
@@ -546,9 +560,11 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach=None, capturable: bool = False, differentiable: bool = False,
+                 fused=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+                         amsgrad=amsgrad, maximize=maximize, differentiable=differentiable)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import backend
-from .optimizer import Optimizer, _at_least_0, _constructor_error
+from .optimizer import Optimizer, _at_least_0, _constructor_error, _implementation_flags
 
 
 class RMSprop(Optimizer):
@@ -25,7 +25,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
-                 maximize: bool = False):
+                 maximize: bool = False, foreach=None, capturable: bool = False,
+                 differentiable: bool = False):
+        _implementation_flags("RMSprop", differentiable)
         self._check_hyperparameters(dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                          momentum=momentum), _constructor_error)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
