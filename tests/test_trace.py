@@ -247,13 +247,14 @@ def test_block_graph_tags_every_node_with_its_stage(bpe):
 class _Sections(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
-        self.stages, self.svgs, self.external = [], 0, []
+        self.stages, self.pictures, self.external = [], 0, []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == "section" and "data-stage" in a:
+        if tag == "details" and "data-stage" in a:
             self.stages.append(int(a["data-stage"]))
-        self.svgs += tag == "svg"
+        self.pictures += tag == "svg" or (tag == "img" and a.get("src", "").startswith(
+            "data:image/png;base64,"))
         for k in ("src", "href"):
             if a.get(k, "").startswith(("http", "//")):
                 self.external.append(a[k])
@@ -277,35 +278,16 @@ def test_report_json_and_html(bpe, tmp_path):
     page = t.to_html(tmp_path / "t.html")
     parser = _Sections()
     parser.feed(page)
-    assert sorted(set(parser.stages)) == list(range(1, 13))
-    assert len(parser.stages) == len(t.stages)
-    assert parser.svgs > 20 and not parser.external
+    assert parser.stages == list(range(1, 13))                  # each stage once, in order
+    assert parser.pictures > 20 and not parser.external
     assert "The gradient walking back" in page and "attention weights" in page
 
     other = trace(tiny(bpe, seed=1), bpe, PROMPT, max_new_tokens=2, target=True, label="other")
     both = t.to_html(compare=other)
     parser = _Sections()
     parser.feed(both)
-    assert len(parser.stages) == 2 * len(t.stages) and 'class="pair"' in both
+    assert parser.stages == list(range(1, 13)) and 'class="pair"' in both
     assert ">tiny<" in both and ">other<" in both
-
-
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed")
-def test_html_renders_heatmaps_in_headless_chromium(bpe, tmp_path):
-    image = pytest.importorskip("matplotlib.image")
-    page = tmp_path / "trace.html"
-    trace(tiny(bpe), bpe, PROMPT, max_new_tokens=1, target=True).to_html(page)
-    png = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}",
-                    "--window-size=1200,2000", page.as_uri()],
-                   check=True, timeout=120, capture_output=True)
-    pixels = image.imread(png)[..., :3]
-    assert pixels.std() > 0.05                                   # not blank
-    colourful = (pixels.max(-1) - pixels.min(-1)) > 0.3          # heatmap and badge colours
-    assert colourful.mean() > 0.01
 
 
 # ----------------------------------------------------------------------------- command line
