@@ -161,11 +161,11 @@ def test_pictures_carry_legends_and_share_their_scales_across_layers(bpe):
                   "c_fc, before GELU (#% negative)"):
         matches = [v for k, v in by_title.items() if k == title]
         assert matches and len(matches[0]) == 1, title
-    # ... which is the 99.5th percentile of |q, k, v, y| over all layers and steps
-    qkv = np.concatenate([np.abs(s.data[k]).ravel() for s in t.stages if s.number == 6
-                          for k in ("attn.q", "attn.k", "attn.v", "attn.y")])
+    # ... which is the 99.5th percentile of |q, k| over all layers and steps
+    qk = np.concatenate([np.abs(s.data[k]).ravel() for s in t.stages if s.number == 6
+                         for k in ("attn.q", "attn.k")])
     (kind, lo, hi), = next(v for k, v in by_title.items() if k.startswith("q ("))
-    assert kind == "div" and float(hi) == pytest.approx(np.percentile(qkv, 99.5), rel=2e-3)
+    assert kind == "div" and float(hi) == pytest.approx(np.percentile(qk, 99.5), rel=2e-3)
     # gradient sizes: one log scale everywhere on the page
     grads = {(a["data-lo"], a["data-hi"]) for a in imgs if a["data-k"] == "log"}
     assert len(grads) == 1
@@ -173,7 +173,7 @@ def test_pictures_carry_legends_and_share_their_scales_across_layers(bpe):
     lo, hi = map(float, grads.pop())
     assert hi == np.ceil(np.log10(norms.max())) and lo <= np.log10(norms[norms > 0].min()) + 1
     assert "scale shared by every stage output, all layers (one log scale)" in page
-    assert "scale shared by q, k, v and head outputs, all layers" in page
+    assert "scale shared by queries and keys, all layers" in page
 
 
 def test_bars_show_true_values_the_chosen_token_and_leading_spaces(bpe):

@@ -151,11 +151,12 @@ class Page:
         return json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
 
 
-def _axis(labels, cell: int, vertical: bool, limit: int = 10) -> str:
-    """Row labels (right-aligned, one per row) or column labels (written upwards); when the
-    cells are smaller than a line of text, every k-th label spans k cells."""
+def _axis(labels, cell: int, vertical: bool, limit: int = 10, tokens: bool = True) -> str:
+    """Row labels (right-aligned, one per row) or column labels (written upwards): token
+    texts (spaces and newlines made visible) or, with tokens=False, names as they are; when
+    the cells are smaller than a line of text, every k-th label spans k cells."""
     k = max(1, -(-9 // cell))
-    spans = "".join(f"<span>{esc(label(labels[i], limit))}</span>"
+    spans = "".join(f"<span>{esc(label(labels[i], limit) if tokens else labels[i])}</span>"
                     for i in range(0, len(labels), k))
     return f'<div class="{"cl" if vertical else "rl"}" style="--c:{cell * k}px">{spans}</div>'
 
@@ -183,12 +184,12 @@ def heatmap(page: Page, indices, scale: Scale, title: str, rh: int, cw: int,
             f"<figcaption>{cap}</figcaption></figure>")
 
 
-def strip(row_labels, figures: list, rh: int, limit: int = 10) -> str:
-    """Heatmaps side by side that share their rows (one token per row), labelled once
-    (``limit``: characters per label)."""
+def strip(row_labels, figures: list, rh: int, limit: int = 10, tokens: bool = True) -> str:
+    """Heatmaps side by side that share their rows, labelled once: by tokens (``limit``
+    characters each) or, with tokens=False, by names (layers, stage outputs)."""
     pad = ' style="padding-top:62px"' if any('class="cl"' in f for f in figures) else ""
-    return (f'<div class="strip"><div class="rlw"{pad}>{_axis(row_labels, rh, False, limit)}'
-            f'</div>{"".join(figures)}</div>')
+    return (f'<div class="strip"><div class="rlw"{pad}>'
+            f'{_axis(row_labels, rh, False, limit, tokens)}</div>{"".join(figures)}</div>')
 
 
 # ----------------------------------------------------------------------------- SVG charts

@@ -21,7 +21,7 @@ from .panels import (View, grad_block, logit_bars, param_table, prob_bars, share
                      stage_body)
 from .png import COLOURMAPS, LEVELS, palette
 from .record import TokenTrace, stage_name
-from .words import chip, entropy, intro, step_summary, summary
+from .words import chip, entropy, intro, summary
 
 __all__ = ["render", "heatmap", "CELL_BUDGET"]
 
@@ -64,7 +64,8 @@ details.layer > summary { cursor: pointer; font-size: 13px; }
 figure { margin: 0; } figure.hm img { display: block; image-rendering: pixelated; }
 figcaption { font-size: 11px; color: #333; margin-top: 2px; } .note { color: #a15c00; }
 small.shared { color: #666; font-size: 10px; }
-.legend { white-space: nowrap; font-size: 11px; } .lg-end { font-family: monospace; }
+.legend { white-space: nowrap; font-size: 11px; display: inline-block; padding-bottom: 9px; }
+.lg-end { font-family: monospace; }
 .lg-bar { display: inline-block; width: 110px; height: 10px; margin: 0 4px;
           vertical-align: middle; position: relative; border: 1px solid #bbb; }
 .lg-bar i { position: absolute; left: 50%; top: 10px; font-size: 9px; font-style: normal;
@@ -281,7 +282,7 @@ def _step_rows(v: View) -> str:
     for step in range(1, v.t.n_steps):
         d = v.t.stage(12, step=step).data
         read = v.t.stage(1, step=step).data["text"]
-        alts = ", ".join(f"{esc(label(r['token'], 10))} {r['prob']:.2f}" for r in d["top"]
+        alts = ", ".join(f"{chip(r['token'], limit=10)} {r['prob']:.2f}" for r in d["top"]
                          if not r["chosen"])
         rows.append(
             f'<details class="stage step" data-step="{step}"><summary><span class="steprow">'
@@ -313,11 +314,11 @@ def _step_body(v: View, step: int) -> str:
         return np.concatenate([d[key] for d in src])        # (L, features)
     emb = np.concatenate([g(4)["tok_emb"], g(5)["pos_emb"], g(5)["emb"]])
     ekey = v.page.labels_key(["wte row", "wpe row", "sum"])
-    out = [f"<p>{stage_summary_line(t, step)}</p>",
+    out = [f"<p>{_reads(t, step)}</p>",
            v.strips([v.fmap(emb, "emb", "stages 4-5: embeddings", rows=np.arange(3),
                             row_names=ekey)], ["wte row", "wpe row", "sum"])]
     feats = [v.fmap(stack("ln_1", at), "ln", "ln_1", rows, lkey),
-             v.fmap(np.concatenate([d["attn.q"] for d in at], axis=1), "qkv", "q", rows, lkey),
+             v.fmap(np.concatenate([d["attn.q"] for d in at], axis=1), "qk", "q", rows, lkey),
              v.fmap(stack("attn.c_proj", at), "write", "attention adds", rows, lkey),
              v.fmap(stack("mlp.c_fc", fw), "hidden", "c_fc", rows, lkey),
              v.fmap(stack("mlp.gelu", fw), "hidden", "GELU", rows, lkey),
@@ -346,11 +347,16 @@ def _step_body(v: View, step: int) -> str:
     return "".join(out)
 
 
-def stage_summary_line(t, step: int) -> str:
+def _reads(t, step: int) -> str:
+    """Stages 1-3 of a generated token's pass, in one sentence."""
     d1, d3 = t.stage(1, step=step).data, t.stage(3, step=step).data
-    return (f"Stages 1-3: it reads {chip(d1['text'])} (bytes {bytes(d1['bytes']).hex(' ')}, "
-            f"id {d3['new_id']}, sampled at step {step - 1}) at position {len(d3['ids']) - 1} "
-            f"of a {len(d3['ids'])}-token context. {step_summary(t.stage(12, step=step).data)}")
+    n, block = len(d3["ids"]), t.config["block_size"]
+    window = (f"; the text is longer than the model's {block} positions, so this pass re-reads "
+              f"the last {block} tokens" if n > block else
+              "; the keys and values of the earlier positions come from the cache")
+    return (f"Stages 1-3: this pass reads {chip(d1['text'])} (bytes "
+            f"{bytes(d1['bytes']).hex(' ')}, id {d3['new_id']}, drawn at step {step - 1}), "
+            f"token {n} of the text{window}.")
 
 
 # ----------------------------------------------------------------------------- backward
@@ -407,7 +413,7 @@ def _backward_body(v: View) -> str:
             "that vanish or explode with depth show as a trend; grey is exactly 0 (a position "
             "the loss cannot see: with one target, the last block matters only at the last "
             "position).</p>"
-            + depth + v.strips([(heat, len(v.rows) * v.rh)], names, limit=18)
+            + depth + v.strips([(heat, len(v.rows) * v.rh)], names)
             + "<p><b>Gradient × input saliency</b> of each prompt token (the sum over its "
               "embedding of gradient × value): blue lowers the loss (pushes towards the target), "
               f"red raises it.</p><p>{chips}</p><p>Strongest: {strongest}</p>"

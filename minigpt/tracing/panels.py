@@ -21,8 +21,8 @@ __all__ = ["SCALES", "shared_scales", "View", "stage_body", "grad_block", "param
 SCALES = {
     "emb": ("div", ("tok_emb", "pos_emb", "emb"), "stages 4 and 5"),
     "ln": ("div", ("ln_1", "ln_2", "ln_f"), "every LayerNorm output, all layers"),
-    "qkv": ("div", ("attn.q", "attn.k", "attn.v", "attn.y"), "q, k, v and head outputs, "
-            "all layers"),
+    "qk": ("div", ("attn.q", "attn.k"), "queries and keys, all layers"),
+    "vy": ("div", ("attn.v", "attn.y"), "values and head outputs, all layers"),
     "scores": ("div", ("masked_scores",), "all layers and heads"),
     "weights": ("seq", ("weights",), "all layers and heads"),
     "hidden": ("div", ("mlp.c_fc", "mlp.gelu"), "the MLP hidden layer, all layers"),
@@ -115,7 +115,7 @@ class View:
         if cur:
             out.append(cur)
         labels = self.row_labels if row_labels is None else row_labels
-        return "".join(strip(labels, c, rh or self.rh, limit) for c in out)
+        return "".join(strip(labels, c, rh or self.rh, limit, row_labels is None) for c in out)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -132,8 +132,9 @@ def _tokenizer_body(v: View, d) -> str:
         steps = "".join(f'<div class="merge">rank {m["rank"]}: {chip(m["pair_text"][0])} + '
                         f'{chip(m["pair_text"][1])} → {chip(m["new_text"], m["new_id"])}</div>'
                         for m in ch["merges"])
-        boxes.append(f'<div class="chunk">{chip(ch["text"])} <small>{len(ch["bytes"])} '
-                     f'bytes</small>{steps or "<div class=merge>no merge applies</div>"}'
+        n = len(ch["bytes"])
+        boxes.append(f'<div class="chunk">{chip(ch["text"])} <small>{n} byte{"s" * (n != 1)}'
+                     f'</small>{steps or "<div class=merge>no merge applies</div>"}'
                      f'<div class="merge">ids {ch["ids"]}</div></div>')
     note = f"<p>{esc(d['note'])}</p>" if "note" in d else ""
     return f'<div class="chunks">{"".join(boxes)}</div>{note}'
@@ -146,8 +147,8 @@ def _ln_stats(d, which: str) -> str:
 
 def _attention(v: View, d, layer: int) -> str:
     nh = d["weights"].shape[0]
-    figs = [v.fmap(d["ln_1"], "ln", "ln_1 output")] + [
-        v.fmap(d[k], "qkv", k.split(".")[1]) for k in ("attn.q", "attn.k", "attn.v")]
+    figs = [v.fmap(d["ln_1"], "ln", "ln_1 output"), v.fmap(d["attn.q"], "qk", "q"),
+            v.fmap(d["attn.k"], "qk", "k"), v.fmap(d["attn.v"], "vy", "v")]
     heads = []
     for h in range(nh):
         pair = [v.amap(d["masked_scores"][h], "scores", f"head {h}: scores q·k/√hs (grey: "
@@ -155,7 +156,7 @@ def _attention(v: View, d, layer: int) -> str:
                 v.amap(d["weights"][h], "weights", f"head {h}: attention weights (each row "
                        "sums to 1)")]
         heads.append(f'<div class="head" data-head="{h}">{v.strips(pair)}</div>')
-    out = [v.fmap(d["attn.y"], "qkv", "weighted sum of values"),
+    out = [v.fmap(d["attn.y"], "vy", "weighted sum of values"),
            v.fmap(d["attn.c_proj"], "write", "c_proj: added to the stream")]
     return (_ln_stats(d, "ln_1") + v.strips(figs)
             + f'<div class="heads" data-layer="{layer}">{"".join(heads)}</div>'
@@ -261,7 +262,7 @@ def stage_body(v: View, number: int, layer: int | None = None) -> str:
         norms = heatmap(v.page, v.scales["norms"].levels(d["resid_norms"][:, v.rows]),
                         v.scales["norms"], "|x| per position (columns) after each block (rows)",
                         v.rh + 3, v.rh, cols=v.row_labels, cols_key=v.rows_key)
-        return strip(list(d["layers"]), [norms], v.rh + 3, 18) + _logit_lens(v, d)
+        return strip(list(d["layers"]), [norms], v.rh + 3, tokens=False) + _logit_lens(v, d)
     if number == 10:
         return _ln_stats(d, "ln_f") + v.strips([v.fmap(d["ln_f"], "ln", "ln_f output")])
     if number == 11:
@@ -301,7 +302,7 @@ def grad_block(v: View, number: int, layer: int | None = None) -> str:
                           f'{c.max_abs_error:.1e}, largest |gradient| {c.scale:.2g})</small>')
     return (f'<div class="grad"><b>Backward</b>: how much the loss ({esc(t.backward.description)}'
             f") changes per unit change of each output, per position."
-            f"{strip(names, [fig], v.rh + 3, 18)}"
+            f"{strip(names, [fig], v.rh + 3, tokens=False)}"
             + "<br>".join(checks) + "</div>")
 
 

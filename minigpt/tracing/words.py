@@ -87,7 +87,9 @@ def intro(number: int, t, kind: str) -> str:
     if number == 9:
         return (f"The {L} blocks run one after another on the same {_shape(1, T, C)} stream. "
                 "The logit lens decodes the stream after each block with ln_f and lm_head, as "
-                "if the model stopped there: read down a column to watch a prediction form.")
+                "if the model stopped there: read along a row to watch a prediction form. (The "
+                "emb column mostly predicts each token itself: lm_head shares its weights with "
+                "wte.)")
     if number == 10:
         return (f"ln_f normalises the stream after the last block {_shape(1, T, C)}: each "
                 "position's vector, now a summary of everything before it, is rescaled to "
@@ -132,15 +134,14 @@ def summary(number: int, t, layers: list | None = None) -> str:
     if number == 5:
         return (f"{_shape(1, T, C)} rows of wpe; |token + position| "
                 f"{_fmt_range(np.linalg.norm(d['emb'], axis=-1))}")
-    last = label(t.tokens[T - 1])
     if number == 6:
         tops = []
         for s in layers:
             w = s.data["weights"][:, -1].mean(0)           # head-averaged, last query
-            tops.append(f"L{s.layer} {esc(label(t.tokens[int(w.argmax())], 12))} "
+            tops.append(f"L{s.layer} {chip(t.tokens[int(w.argmax())], limit=12)} "
                         f"{w.max():.2f}")
         return (f"{c['n_layer']} layers × {c['n_head']} heads; the last token "
-                f"{esc(last)} attends most to: " + ", ".join(tops))
+                f"{chip(t.tokens[T - 1])} attends most to: " + ", ".join(tops))
     if number == 7:
         neg = ", ".join(f"{s.data['negative_fraction']:.0%}" for s in layers)
         return f"{C} → {4 * C} → {C} per position; negative before GELU by layer: {neg}"
@@ -150,14 +151,14 @@ def summary(number: int, t, layers: list | None = None) -> str:
     if number == 9:
         lens = d["logit_lens"]
         return "logit lens, last token: " + " → ".join(
-            f"{e['layer']} {esc(label(e['top'][-1][0][1], 12))}" for e in lens)
+            f"{e['layer']} {chip(e['top'][-1][0][1], limit=12)}" for e in lens)
     if number == 10:
         return f"{_shape(1, T, C)}; |x| per position {_fmt_range(np.linalg.norm(d['ln_f'], axis=-1))}"
     if number == 11:
         z = d["logits"][-1]
         top = d["top_last"][0]
         return (f"{_shape(1, T, V)}; last position from {z.min():.3g} to {z.max():.3g} "
-                f"({esc(label(top[1]))})")
+                f"({chip(top[1])})")
     return step_summary(t.stage(12).data)
 
 
@@ -165,7 +166,7 @@ def step_summary(d: dict) -> str:
     """Stage 12 in one line: the chosen token, its probability and rank, the entropy."""
     probs = np.asarray(d["probs"])
     rank = int((probs > probs[d["chosen"]]).sum()) + 1
-    alts = ", ".join(f"{esc(label(r['token']))} {r['prob']:.2f}" for r in d["top"]
-                     if not r["chosen"])
-    return (f"chose <b>{esc(label(d['chosen_token']))}</b> p {d['chosen_prob']:.3f} (rank {rank}"
-            f"), entropy {entropy(probs):.2f} nats; others: {alts}")
+    alts = ", ".join(f"{chip(r['token'])} {r['prob']:.2f}" for r in d["top"] if not r["chosen"])
+    return (f'chose <span class="tok chosen">{esc(label(d["chosen_token"]))}</span> p '
+            f"{d['chosen_prob']:.3f} (rank {rank}), entropy {entropy(probs):.2f} nats; "
+            f"others: {alts}")
