@@ -36,7 +36,7 @@ SHOTS = {
     "trace-layer": (SHOW_ONLY.format(keep="#stage-6") + OPEN.format(
         "document.getElementById('stage-6').open = true;"
         "document.getElementById('stage-6-1').open = true;"
-        "document.querySelector('#stage-6-1 .headsel button:nth-of-type(3)').click();"), 2350),
+        "document.querySelector('#stage-6-1 .headsel button:nth-of-type(3)').click();"), 2270),
     "trace-backward": (SHOW_ONLY.format(keep="#backward") + OPEN.format(
         "document.getElementById('backward').open = true;"), 1500),
 }

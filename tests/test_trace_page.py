@@ -310,7 +310,7 @@ def test_a_large_models_page_samples_and_says_so(tmp_path):
 @needs_chromium
 def test_opened_page_renders_its_heatmaps(bpe, tmp_path):
     image = pytest.importorskip("matplotlib.image")
-    t = trace(tiny(bpe), bpe, PROMPT, max_new_tokens=1, check=False)
+    t = trace(tiny(bpe, n_embd=64, n_head=4), bpe, PROMPT, max_new_tokens=1, check=False)
     opened = t.to_html().replace(     # stage 6 alone, opened: the attention heatmaps
         "</body>", "<style>body > :not(#stage-6) { display: none }</style><script>"
                    "document.querySelectorAll('details').forEach("

@@ -183,11 +183,16 @@ def _stage_summary(number: int, views) -> str:
     for v in views:
         layers = ([v.t.stage(number, layer=i) for i in range(v.t.config["n_layer"])]
                   if number in (6, 7, 8) else None)
-        parts.append(summary(number, v.t, layers))
+        parts.append(_named(v, views, summary(number, v.t, layers)))
     verdict = _verdicts(views[0], number)
     return (f'<span class="num">{number}</span><span class="name">'
             f'{esc(_title(number, views[0].kind))}</span> <span class="sum">— '
             + " &nbsp;|&nbsp; ".join(parts) + f"</span>{verdict}")
+
+
+def _named(v: View, views, text: str) -> str:
+    """A summary, headed by its trace's name when two traces share the line."""
+    return text if len(views) == 1 else f"<b>{esc(v.name)}</b>: {text}"
 
 
 def _verdicts(v: View, number: int) -> str:
@@ -427,7 +432,7 @@ def _div_colour(x: float) -> str:
 
 
 def _section(key: str, title: str, views, summary_fn, body_fn, open_=False) -> str:
-    summary = " &nbsp;|&nbsp; ".join(summary_fn(v) for v in views)
+    summary = " &nbsp;|&nbsp; ".join(_named(v, views, summary_fn(v)) for v in views)
     body = body_fn(views[0]) if len(views) == 1 else (
         '<div class="pair">' + "".join(f"<div><b>{esc(v.name)}</b>{body_fn(v)}</div>"
                                        for v in views) + "</div>")
