@@ -87,8 +87,8 @@ class Scale:
             return f"−{self.hi:.3g}", "0", f"+{self.hi:.3g}"
         if self.kind == "seq":
             return f"{self.lo:.3g}", "", f"{self.hi:.3g}"
-        return f"1e{self.lo:.0f}", f"1e{(self.lo + self.hi) / 2:.0f}" if (self.lo + self.hi) % 2 \
-            == 0 else "", f"1e{self.hi:.0f}"
+        mid = (self.lo + self.hi) / 2                     # a power of ten, when whole
+        return f"1e{self.lo:.0f}", f"1e{mid:.0f}" if mid == int(mid) else "", f"1e{self.hi:.0f}"
 
 
 def legend(scale: Scale, what: str = "") -> str:

@@ -264,7 +264,8 @@ def _header(v: View) -> str:
 def _how_to_read(views) -> str:
     v = views[0]
     sampled = ""
-    if v.rows_note or v.page.max_cols < 4 * v.t.config["n_embd"]:
+    c = v.t.config
+    if v.rows_note or v.page.max_cols < max(4 * c["n_embd"], c["vocab_size"]):
         sampled = (" This model is large, so heatmaps show a sample of the positions or "
                    "features; each caption says which.")
     return ("<p>Each numbered stage is folded: its line gives the essential numbers; click it "

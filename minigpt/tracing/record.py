@@ -215,8 +215,10 @@ class TokenTrace:
         return text
 
     def to_html(self, path=None, compare: "TokenTrace | None" = None) -> str:
-        """One self-contained HTML page (inline SVG, no network); with ``compare``, the two
-        traces side by side, stage by stage. Returns the HTML (and writes it to path)."""
+        """One self-contained HTML page (inline images and SVG, nothing loaded from outside),
+        folded stage by stage (docs/trace.md); with ``compare`` (another checkpoint, or
+        another prompt) the two traces side by side, stage by stage, on shared scales.
+        Returns the HTML (and writes it to path)."""
         from .html import render
         page = render(self, compare)
         if path is not None:
