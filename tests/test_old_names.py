@@ -13,6 +13,7 @@ MOVED = {
     "minigpt.resume": "minigpt.train.resume",
     "minigpt.bench_tokenizer": "minigpt.bench.tokenizer",
     "minigpt.bench_torch": "minigpt.bench.torch_gpt",
+    "minigpt.trace_html": "minigpt.tracing.html",
 }
 
 
@@ -35,4 +36,5 @@ def test_old_names_import_what_users_imported():
         from minigpt.resume import resume_command, same_path         # noqa: F401
         from minigpt.tokenizer_base import EOT, TokenizerBase        # noqa: F401
         from minigpt.tokenizer_io import bytes_to_unicode, read_bpe  # noqa: F401
+        from minigpt.trace_html import heatmap, render                # noqa: F401
     assert EOT == "<|endoftext|>"
