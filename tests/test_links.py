@@ -146,9 +146,10 @@ def test_readme_commands_are_what_ci_and_the_package_provide():
             f".ci/run no longer runs the README's test command {test_command!r}"
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    scripts = dict(line.split("=", 1) for line in
-                   cfg["options.entry_points"]["console_scripts"].strip().splitlines())
-    module, _, func = scripts["minigpt "].strip().partition(":")
+    scripts = {name.strip(): target.strip() for name, target in
+               (line.split("=", 1) for line in
+                cfg["options.entry_points"]["console_scripts"].strip().splitlines())}
+    module, _, func = scripts["minigpt"].partition(":")
     assert callable(getattr(importlib.import_module(module), func))
 
 
