@@ -38,7 +38,7 @@ SHOTS = {
         "document.getElementById('stage-6-1').open = true;"
         "document.querySelector('#stage-6-1 .headsel button:nth-of-type(3)').click();"), 2270),
     "trace-backward": (SHOW_ONLY.format(keep="#backward") + OPEN.format(
-        "document.getElementById('backward').open = true;"), 1500),
+        "document.getElementById('backward').open = true;"), 1360),
 }
 
 

@@ -145,6 +145,14 @@ def test_every_stage_is_in_the_folded_page_with_its_words_and_numbers(bpe):
         d = t.stage(12, step=int(s)).data
         assert f"entropy {entropy(d['probs']):.2f}" in row and f"p {d['chosen_prob']:.3f}" in row
     assert entropy([0.5, 0.5]) == pytest.approx(np.log(2))
+    # each array drawn once: the prompt's keys once per layer, never again for a later step;
+    # a step draws its own token's row per layer, and its attention over the keys once
+    alts = [a["alt"] for a in p.images]
+    heads = " (2 heads side by side)"
+    assert alts.count("k" + heads) == 2 and alts.count("q" + heads) == 2 + 2  # + steps 1, 2
+    assert sum(a.startswith("head ") and "weights" in a for a in alts) == 2 * 2
+    assert alts.count("attention weights of this token over the keys it sees") == 2
+    assert len(set(im["src"] for im in p.images)) >= len(p.images) - 2
 
 
 def test_pictures_carry_legends_and_share_their_scales_across_layers(bpe):
