@@ -133,7 +133,9 @@ SCRIPT = """
     var heads = box.querySelectorAll(':scope > .head'), bar = document.createElement('div');
     bar.className = 'headsel'; bar.textContent = 'show head: ';
     function show(h, b) {
-      heads.forEach(function (x) { x.style.display = (h < 0 || +x.dataset.head === h) ? '' : 'none'; });
+      heads.forEach(function (x) {
+        x.style.display = (h < 0 || +x.dataset.head === h) ? '' : 'none';
+      });
       bar.querySelectorAll('button').forEach(function (y) { y.classList.toggle('on', y === b); });
     }
     [-1].concat(Array.from(heads, function (x) { return +x.dataset.head; })).forEach(function (h) {
@@ -404,8 +406,8 @@ def _backward_body(v: View) -> str:
     rows = "".join(
         f"<tr><td>{esc(n)}</td><td class='{'ok' if c.ok else 'bad'}'>"
         f"{'agree' if c.ok else 'disagree'}</td><td>{c.max_abs_error:.1e}</td>"
-        f"<td>{c.scale:.2g}</td><td>{'' if c.float32_rel_diff is None else f'{c.float32_rel_diff:.1e}'}"
-        "</td></tr>" for n, c in ((n, b.checks[n]) for n in names if n in b.checks))
+        f"<td>{c.scale:.2g}</td><td>{_maybe(c.float32_rel_diff)}</td></tr>"
+        for n, c in ((n, b.checks[n]) for n in names if n in b.checks))
     fd = ("" if not rows else
           f"<details><summary>finite-difference checks of all {len(b.checks)} stage outputs"
           "</summary><table class='t'><tr><th>stage output</th><th>float64 finite differences"
@@ -424,6 +426,10 @@ def _backward_body(v: View) -> str:
               "embedding of gradient × value): blue lowers the loss (pushes towards the target), "
               f"red raises it.</p><p>{chips}</p><p>Strongest: {strongest}</p>"
             + "<p><b>Parameter gradient norms</b> (log colour scale):</p>" + param_table(v) + fd)
+
+
+def _maybe(x) -> str:
+    return "" if x is None else f"{x:.1e}"
 
 
 def _div_colour(x: float) -> str:
@@ -450,12 +456,9 @@ def render(a: TokenTrace, b: TokenTrace | None = None) -> str:
     rows, cols = _caps(traces)
     page = Page(1300 if b is None else 640, rows, cols)
     scales = shared_scales(traces)
-    views = []
-    for i, t in enumerate(traces):
-        v = View(t, page, scales)
-        v.tag, v.name = ("", t.label or "trace") if b is None else (
-            f"t{i}-", t.label or f"trace {'ab'[i]}")
-        views.append(v)
+    views = [View(t, page, scales, t.label or "trace") if b is None else
+             View(t, page, scales, t.label or f"trace {'ab'[i]}", f"t{i}-")
+             for i, t in enumerate(traces)]
     heads = "".join(_header(v) for v in views)
     body = [f"<h1>The life of a token</h1>{heads}{_how_to_read(views)}{_nav(views)}",
             f"<h2>The prompt, stage by stage</h2>"]

@@ -52,8 +52,9 @@ def shared_scales(traces) -> dict:
 class View:
     """One trace on the page: its sampled prompt positions, scales and figure helpers."""
 
-    def __init__(self, t, page: Page, scales: dict):
+    def __init__(self, t, page: Page, scales: dict, name: str = "trace", tag: str = ""):
         self.t, self.page, self.scales = t, page, scales
+        self.name, self.tag = name, tag          # tag: the prefix of its element ids
         self.T = len(t.prompt_ids)
         self.rows, self.rows_note = pick(self.T, page.max_rows)
         self.row_labels = [t.tokens[i] for i in self.rows]
@@ -102,11 +103,12 @@ class View:
                       note=self.rows_note and f"queries and keys: {self.rows_note}")
         return fig, len(r) * self.rh
 
-    def strips(self, figs, row_labels=None, rh=None, limit: int = 10) -> str:
+    def strips(self, figs, row_labels=None, rh=None) -> str:
         """Figures (html, width) packed into as few strips as fit the page width, each
         strip's rows labelled (by the sampled prompt tokens, or ``row_labels``)."""
         avail, out, cur, used = self.page.width - 90, [], [], 0
         for html, w in figs:
+            w = max(w, 200)                        # (a figure is at least 200 px wide)
             if cur and used + w + 14 > avail:
                 out.append(cur)
                 cur, used = [], 0
@@ -115,7 +117,7 @@ class View:
         if cur:
             out.append(cur)
         labels = self.row_labels if row_labels is None else row_labels
-        return "".join(strip(labels, c, rh or self.rh, limit, row_labels is None) for c in out)
+        return "".join(strip(labels, c, rh or self.rh, tokens=row_labels is None) for c in out)
 
 
 # ----------------------------------------------------------------------------- stages

@@ -22,8 +22,8 @@ from minigrad.fileio import atomic_write
 
 from .report import jsonable, text_report
 
-__all__ = ["STAGES", "STAGE_TENSORS", "HEADS_FIRST", "stage_name", "stage_names", "FDCheck", "Stage",
-           "Backward", "TokenTrace"]
+__all__ = ["STAGES", "STAGE_TENSORS", "HEADS_FIRST", "stage_name", "stage_names", "FDCheck",
+           "Stage", "Backward", "TokenTrace"]
 
 STAGES = {
     1: "text -> bytes",

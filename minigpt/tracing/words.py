@@ -108,9 +108,10 @@ def intro(number: int, t, kind: str) -> str:
             "model runs again, reading only the new token (its keys and values are cached).")
 
 
-def _fmt_range(a) -> str:
-    a = np.asarray(a, dtype=np.float64)
-    return f"{a.min():.3g}–{a.max():.3g}"
+def _norms(a) -> str:
+    """The range of |row| over the positions of a (T, C) array: "0.62–0.93"."""
+    n = np.linalg.norm(np.asarray(a, dtype=np.float64), axis=-1)
+    return f"{n.min():.3g}–{n.max():.3g}"
 
 
 def summary(number: int, t, layers: list | None = None) -> str:
@@ -130,10 +131,9 @@ def summary(number: int, t, layers: list | None = None) -> str:
     if number == 3:
         return f"{T} ids in [0, {V}), {len(set(d['ids']))} distinct"
     if number == 4:
-        return f"{_shape(1, T, C)} rows of wte; |row| {_fmt_range(np.linalg.norm(d['tok_emb'], axis=-1))}"
+        return f"{_shape(1, T, C)} rows of wte; |row| {_norms(d['tok_emb'])}"
     if number == 5:
-        return (f"{_shape(1, T, C)} rows of wpe; |token + position| "
-                f"{_fmt_range(np.linalg.norm(d['emb'], axis=-1))}")
+        return f"{_shape(1, T, C)} rows of wpe; |token + position| {_norms(d['emb'])}"
     if number == 6:
         tops = []
         for s in layers:
@@ -147,13 +147,14 @@ def summary(number: int, t, layers: list | None = None) -> str:
         return f"{C} → {4 * C} → {C} per position; negative before GELU by layer: {neg}"
     if number == 8:
         norms = [layers[0].data["norm_in"][-1]] + [s.data["norm_after_mlp"][-1] for s in layers]
-        return "|x| of the last token through the blocks: " + " → ".join(f"{v:.3g}" for v in norms)
+        return "|x| of the last token through the blocks: " + " → ".join(
+            f"{v:.3g}" for v in norms)
     if number == 9:
         lens = d["logit_lens"]
         return "logit lens, last token: " + " → ".join(
             f"{e['layer']} {chip(e['top'][-1][0][1], limit=12)}" for e in lens)
     if number == 10:
-        return f"{_shape(1, T, C)}; |x| per position {_fmt_range(np.linalg.norm(d['ln_f'], axis=-1))}"
+        return f"{_shape(1, T, C)}; |x| per position {_norms(d['ln_f'])}"
     if number == 11:
         z = d["logits"][-1]
         top = d["top_last"][0]
