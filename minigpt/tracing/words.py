@@ -69,10 +69,10 @@ def intro(number: int, t, kind: str) -> str:
         return (f"Each of the {L} blocks first normalises the stream (ln_1), then turns every "
                 f"position into a query, a key and a value: {nh} heads of {hs} numbers, "
                 f"{_shape(1, nh, T, hs)} each. A head scores each query against every key "
-                f"(q·k/√{hs}); the causal mask hides later positions, and softmax turns each "
-                f"row into weights that sum to 1. Each position's output is the weighted sum "
-                f"of the values; c_proj mixes the heads back to {_shape(1, T, C)}, which is "
-                "added to the stream. Attention is how information moves between positions.")
+                f"(q·k/√{hs}), the causal mask hides later positions, and softmax turns each "
+                f"row into weights that sum to 1. Each position takes the weighted sum of the "
+                f"values, and c_proj mixes the heads back into {_shape(1, T, C)} and adds it to "
+                "the stream: this is how information moves between positions.")
     if number == 7:
         return (f"ln_2 normalises the stream again; c_fc widens each position to {4 * C} "
                 f"numbers {_shape(1, T, 4 * C)}, GELU lets positive values through and "
