@@ -1,6 +1,6 @@
 """The built-in training corpus that ships inside the package.
 
-``minigpt/data/corpus.txt`` is the first ~350 KB of Karpathy's tinyshakespeare (the works of
+``minigpt/assets/corpus.txt`` is the first ~350 KB of Karpathy's tinyshakespeare (the works of
 Shakespeare are in the public domain), cut at the blank line between two speeches, so that
 tokenizers and small models can be trained with no download.
 """
@@ -15,4 +15,4 @@ def builtin_corpus() -> str:
     >>> builtin_corpus()[:14]
     'First Citizen:'
     """
-    return resources.files("minigpt").joinpath("data/corpus.txt").read_text(encoding="utf-8")
+    return resources.files("minigpt").joinpath("assets/corpus.txt").read_text(encoding="utf-8")

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from minigrad.fileio import atomic_write
+
 from .corpus import builtin_corpus
 from .errors import DataError, TokenizerError, TokenizerFileError
 from .tokenizer import CharTokenizer, Tokenizer, load_tokenizer
-from .tokenizer_io import atomic_write
 
 CACHE_VERSION = 1
 EOT = "<|endoftext|>"

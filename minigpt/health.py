@@ -6,7 +6,7 @@ updates far from ~1e-3 of the weights (too small: it does not learn; too large: 
 Layers: "emb" (wte, wpe), "h.0" ... "h.{n_layer-1}" (one block each) and "ln_f".
 
 A training loop calls it every N steps (activations come from the model's own forward, through
-a minigpt.model.Recorder):
+a minigpt.recording.Recorder):
 
     from minigpt import health
     monitor = health.HealthMonitor(model, every=100)
@@ -33,7 +33,7 @@ import numpy as np
 import minigrad as mg
 from minigrad import backend
 
-from .model import Recorder
+from .recording import Recorder
 
 __all__ = ["layer_of", "snapshot", "layer_health", "format_health", "HealthMonitor"]
 

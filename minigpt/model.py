@@ -4,8 +4,11 @@ token ids -> wte + wpe -> N x Block(x + attn(ln_1(x)); x + mlp(ln_2(x))) -> ln_f
 -> logits -> softmax -> next token. Shapes: B batch, T time, C n_embd, nh heads, hs head size.
 
 Every stage's output goes through ``record(name, tensor, layer)`` and every stage runs inside
-``minigrad.stage(label)``: a ``Recorder`` (used by minigpt.trace and minigpt.health) reads the
-real forward pass that way, and minigrad.viz / detect_anomaly name the stage of each op.
+``minigrad.stage(label)``: a ``Recorder`` (minigpt.recording; used by minigpt.tracing and
+minigpt.health) reads the real forward pass that way, and minigrad.viz / detect_anomaly name
+the stage of each op. The attention is one fused op whatever is active (training, a KV cache,
+a Recorder); a Recorder receives the arrays that op computed. Sampling lives in
+minigpt.generate (GPT.generate calls it).
 """
 from __future__ import annotations
 
@@ -17,9 +20,12 @@ import numpy as np
 import minigrad as mg
 import minigrad.functional as F
 from minigrad import backend, nn
-from minigrad.errors import IndexRangeError
+from minigrad.errors import DTypeError, IndexRangeError, ShapeError
 
 from .errors import ConfigError
+from . import generate as sampling_loop
+from .generate import filter_logits, sample_next  # noqa: F401  (re-exported: old home)
+from .recording import Recorder, intermediates, record  # noqa: F401  (Recorder: old home)
 
 
 @dataclass
@@ -56,63 +62,6 @@ class GPTConfig:
         return cls(**d)
 
 
-# ----------------------------------------------------------------------------- recording
-# minigpt.trace and minigpt.health read the real forward pass through record(): each stage
-# hands its output to the active Recorder, which keeps it and may replace it (the trace's
-# finite-difference check perturbs one stage's output). With no Recorder active, record()
-# costs one global lookup and returns its input unchanged.
-_recorder = None
-
-
-def record(name: str, t, layer: int | None = None):
-    """Hand one stage's output to the active Recorder; returns the tensor to use next.
-    Names are module-like: "tok_emb", "h.0.attn.q", "h.1.mlp.c_fc", "ln_f", "logits"."""
-    if _recorder is None:
-        return t
-    return _recorder.record(name if layer is None else f"h.{layer}.{name}", t)
-
-
-class Recorder:
-    """While active, keep every stage output the model's forward record()s, by name:
-
-        with Recorder() as rec:
-            logits, _ = model(idx)
-        rec["h.0.attn.q"]          # (B, nh, T, hs): the queries the attention really used
-
-    retain_grad=True keeps each output's gradient after backward (``rec[name].grad``).
-    overrides maps a name to fn(tensor) -> tensor, which replaces that output downstream.
-    A second forward inside one Recorder overwrites the first one's entries."""
-
-    def __init__(self, retain_grad: bool = False, overrides: dict | None = None):
-        self.retain_grad = retain_grad
-        self.overrides = dict(overrides or {})
-        self.tensors: dict[str, mg.Tensor] = {}   # name -> stage output, in forward order
-
-    def record(self, name: str, t):
-        fn = self.overrides.get(name)
-        if fn is not None:
-            t = fn(t)
-        if self.retain_grad and t.requires_grad:
-            t.retain_grad()
-        self.tensors[name] = t
-        return t
-
-    def __getitem__(self, name: str):
-        return self.tensors[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.tensors
-
-    def __enter__(self) -> "Recorder":
-        global _recorder
-        self._prev, _recorder = _recorder, self
-        return self
-
-    def __exit__(self, *exc):
-        global _recorder
-        _recorder = self._prev
-
-
 class KVCache:
     """Keys and values of the positions seen so far, per layer, preallocated to
     block_size so each new token costs one position instead of the whole context."""
@@ -120,7 +69,7 @@ class KVCache:
     def __init__(self, config: GPTConfig, batch: int, dtype, device):
         xp = backend.xp_for(device)
         hs = config.n_embd // config.n_head
-        shape = (batch, config.n_head, config.block_size, hs)
+        shape = (batch, config.n_head, config.block_size, hs)   # (B, nh, block_size, hs)
         self.k = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.v = [xp.zeros(shape, dtype=dtype) for _ in range(config.n_layer)]
         self.length = 0   # positions filled (the same for every layer)
@@ -136,32 +85,16 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x, cache: KVCache | None = None, layer: int = 0):
-        B, T, C = x.shape
-        nh, hs = self.n_head, C // self.n_head
-        qkv = self.c_attn(x)                                     # (B, T, 3C)
-        if cache is None and _recorder is None:
-            # the same maths as the lines below, fused into one op (tested equal): no
-            # per-head copies in the graph. A trace (Recorder) takes the step-by-step path,
-            # so that q, k, v and y are stage outputs with their own gradients.
-            y = F.multi_head_attention(qkv, nh, is_causal=True, dropout_p=self.dropout,
-                                       training=self.training)   # (B, T, 3C) -> (B, T, C)
-            return self.resid_dropout(self.c_proj(y))            # (B, T, C)
-        q, k, v = qkv.split(C, dim=2)                            # 3 x (B, T, C)
-        q = record("attn.q", q.reshape(B, T, nh, hs).transpose(1, 2), layer)  # (B, nh, T, hs)
-        k = k.reshape(B, T, nh, hs).transpose(1, 2)              # (B, T, C) -> (B, nh, T, hs)
-        v = v.reshape(B, T, nh, hs).transpose(1, 2)              # (B, nh, T, hs)
-        if cache is not None:   # append this step's keys/values; attend over all of them
-            start, end = cache.length, cache.length + T
-            cache.k[layer][:, :, start:end] = k.array
-            cache.v[layer][:, :, start:end] = v.array
-            k = mg.Tensor._make(cache.k[layer][:, :, :end], False)   # (B, nh, Tk, hs)
-            v = mg.Tensor._make(cache.v[layer][:, :, :end], False)   # (B, nh, Tk, hs)
-        k, v = record("attn.k", k, layer), record("attn.v", v, layer)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout,
-                                           training=self.training)  # (B, nh, T, hs)
-        y = record("attn.y", y, layer)
-        y = y.transpose(1, 2).reshape(B, T, C)                   # (B, nh, T, hs) -> (B, T, C)
-        y = record("attn.c_proj", self.c_proj(y), layer)         # (B, T, C)
+        # one fused op splits q, k, v into heads, attends (causal) and merges the heads back;
+        # with a cache it appends this call's keys/values and attends over all of them; with
+        # a Recorder active it hands over q, k, v, scores, mask, weights and y as computed
+        qkv = record("attn.c_attn", self.c_attn(x), layer)              # (B, T, C) -> (B, T, 3C)
+        past = None if cache is None else (cache.k[layer], cache.v[layer], cache.length)
+        y = F.multi_head_attention(qkv, self.n_head, is_causal=True, dropout_p=self.dropout,
+                                   training=self.training, kv_cache=past,
+                                   intermediates=intermediates("attn", layer))   # (B, T, C)
+        y = record("attn.y", y, layer)                                  # (B, T, C): heads merged
+        y = record("attn.c_proj", self.c_proj(y), layer)                # (B, T, C)
         return self.resid_dropout(y)
 
 
@@ -256,13 +189,13 @@ class GPT(nn.Module):
         if not (hasattr(data, "dtype") and hasattr(data, "shape")):   # lists, tuples
             data = np.asarray(data)
         if data.dtype.kind not in "iu":
-            raise TypeError(f"GPT: idx must hold integer token ids, got dtype {data.dtype}")
+            raise DTypeError(f"GPT: idx must hold integer token ids, got dtype {data.dtype}")
         if data.ndim != 2:
-            raise ValueError(f"GPT: idx must have shape (B, T), got {tuple(data.shape)}")
+            raise ShapeError(f"GPT: idx must have shape (B, T), got {tuple(data.shape)}")
         if data.shape[0] == 0:
-            raise ValueError("GPT: idx must hold at least one sequence, got B = 0")
+            raise ShapeError("GPT: idx must hold at least one sequence, got B = 0")
         if data.shape[1] == 0:
-            raise ValueError("GPT: idx must hold at least one token, got T = 0")
+            raise ShapeError("GPT: idx must hold at least one token, got T = 0")
         if data.size and (int(data.min()) < 0 or int(data.max()) >= self.config.vocab_size):
             bad = int(data.max()) if int(data.max()) >= self.config.vocab_size else int(data.min())
             raise IndexRangeError(f"GPT: token id {bad} is outside the vocabulary "
@@ -277,7 +210,7 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = cache.length if cache is not None else 0
         if start + T > self.config.block_size:
-            raise ValueError(f"GPT: sequence length {start + T} exceeds block_size "
+            raise ShapeError(f"GPT: sequence length {start + T} exceeds block_size "
                              f"{self.config.block_size}; crop the context to the last "
                              f"{self.config.block_size} tokens")
         xp = backend.get_array_module(idx)
@@ -300,7 +233,7 @@ class GPT(nn.Module):
         if targets is not None:
             t = targets.array if isinstance(targets, mg.Tensor) else np.asarray(targets)
             if tuple(t.shape) != (B, T):
-                raise ValueError(f"GPT: targets must have the shape of idx {(B, T)}, got "
+                raise ShapeError(f"GPT: targets must have the shape of idx {(B, T)}, got "
                                  f"{tuple(t.shape)}")
             with mg.stage("loss"):
                 loss = F.cross_entropy(logits.reshape(B * T, -1), t.reshape(-1),
@@ -310,45 +243,17 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ generation
     def generate_steps(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                        eos_token_id=None, seed=None, use_cache=True):
-        """Yield (next_tokens (B,), last_logits (B, vocab) as NumPy) for each new token.
-        The generator behind generate(); use it to stream tokens as they are made."""
-        ids = self._check_idx(idx)
-        _check_sampling(max_new_tokens, temperature, top_k, top_p, seed, eos_token_id)
-        rng = np.random.default_rng(seed) if seed is not None else backend.rng("cpu")
-        xp = backend.get_array_module(ids)
-        block = self.config.block_size
-        was_training = self.training
-        self.eval()
-        try:
-            with mg.no_grad():
-                cache, fed = None, 0   # fed: how many of ids the cache holds
-                for _ in range(max_new_tokens):
-                    if use_cache and ids.shape[1] <= block:
-                        if cache is None:
-                            cache = KVCache(self.config, ids.shape[0],
-                                            self.transformer.wte.weight.dtype, self.device)
-                        logits, _ = self(ids[:, fed:], cache=cache)
-                        fed = ids.shape[1]
-                    else:   # the window slid past block_size: positions shift, recompute
-                        logits, _ = self(ids[:, -block:])
-                    last = backend.to_numpy(logits.array[:, -1, :]).astype(np.float64)
-                    nxt = sample_next(last, temperature, top_k, top_p, rng)        # (B,)
-                    ids = xp.concatenate([ids, xp.asarray(nxt[:, None])], axis=1)
-                    yield nxt, last
-                    if eos_token_id is not None and bool(np.all(nxt == eos_token_id)):
-                        return
-        finally:
-            self.train(was_training)
+        """Yield (next_tokens (B,), last_logits (B, vocab) as NumPy) for each new token:
+        minigpt.generate.generate_steps, the one sampling loop. Use it to stream tokens."""
+        return sampling_loop.generate_steps(self, idx, max_new_tokens, temperature, top_k,
+                                            top_p, eos_token_id, seed, use_cache)
 
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                  eos_token_id=None, seed=None, use_cache=True):
         """Extend idx (B, T) by up to max_new_tokens sampled tokens (greedy when
         temperature is 0); stops early once every row produced eos_token_id."""
-        ids = backend.to_numpy(self._check_idx(idx)).astype(np.int64)
-        new = [nxt for nxt, _ in self.generate_steps(idx, max_new_tokens, temperature, top_k,
-                                                      top_p, eos_token_id, seed, use_cache)]
-        out = np.concatenate([ids] + [n[:, None] for n in new], axis=1) if new else ids
-        return mg.Tensor(out)
+        return sampling_loop.generate(self, idx, max_new_tokens, temperature, top_k, top_p,
+                                      eos_token_id, seed, use_cache)
 
     @property
     def device(self):
@@ -373,62 +278,3 @@ class GPT(nn.Module):
         from .gpt2 import save_pretrained
         save_pretrained(self, path)
 
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
-def _check_sampling(max_new_tokens, temperature, top_k, top_p, seed=None, eos_token_id=None):
-    """Validate generate()'s settings; each error names the argument and what it got."""
-    if not isinstance(max_new_tokens, (int, np.integer)) or isinstance(max_new_tokens, bool) \
-            or max_new_tokens < 0:
-        raise ValueError(f"generate: max_new_tokens must be a non-negative int, got "
-                         f"{max_new_tokens!r}")
-    if not _is_number(temperature) or not temperature >= 0:
-        raise ValueError(f"generate: temperature must be a number >= 0, got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool)
-                              or top_k < 1):
-        raise ValueError(f"generate: top_k must be a positive int or None, got {top_k!r}")
-    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
-        raise ValueError(f"generate: top_p must be a number in (0, 1] or None, got {top_p!r}")
-    if seed is not None and not isinstance(seed, np.random.Generator) and (
-            not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"generate: seed must be a non-negative int, a numpy Generator or "
-                         f"None, got {seed!r}")
-    if eos_token_id is not None and (not isinstance(eos_token_id, (int, np.integer))
-                                     or isinstance(eos_token_id, bool)):
-        raise ValueError(f"generate: eos_token_id must be an int token id or None, got "
-                         f"{eos_token_id!r}")
-
-
-def filter_logits(logits: np.ndarray, temperature=1.0, top_k=None, top_p=None) -> np.ndarray:
-    """Probabilities (B, V) after temperature, top-k and nucleus (top-p) filtering.
-    top-k keeps the k largest logits; top-p keeps the smallest set of most likely tokens
-    whose probability reaches p (always at least one)."""
-    z = logits / max(temperature, 1e-12)
-    if top_k is not None and top_k < z.shape[-1]:
-        kth = np.sort(z, axis=-1)[:, -top_k][:, None]
-        z = np.where(z < kth, -np.inf, z)
-    p = np.exp(z - z.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    if top_p is not None and top_p < 1:
-        order = np.argsort(-p, axis=-1, kind="stable")
-        sorted_p = np.take_along_axis(p, order, -1)
-        before = np.cumsum(sorted_p, -1) - sorted_p         # mass of the more likely tokens
-        drop_sorted = before >= top_p
-        drop = np.zeros_like(drop_sorted)
-        np.put_along_axis(drop, order, drop_sorted, -1)
-        p = np.where(drop, 0.0, p)
-        p /= p.sum(-1, keepdims=True)
-    return p
-
-
-def sample_next(logits: np.ndarray, temperature, top_k, top_p, rng) -> np.ndarray:
-    """One token id per row: argmax when temperature is 0, else a draw from the
-    filtered distribution (inverse CDF with one uniform per row)."""
-    if temperature == 0:
-        return logits.argmax(-1).astype(np.int64)
-    p = filter_logits(logits, temperature, top_k, top_p)
-    u = rng.random(p.shape[0])[:, None]
-    cdf = np.cumsum(p, -1)
-    return np.minimum((cdf < u * cdf[:, -1:]).sum(-1), p.shape[-1] - 1).astype(np.int64)

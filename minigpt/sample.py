@@ -2,7 +2,7 @@
 
     minigpt sample --ckpt out --prompt "ROMEO:" --max_new_tokens 300 --num_samples 2
 
-    model, tok, meta = load_checkpoint("out")
+    model, tok, ckpt = load_model_and_tokenizer("out")
     texts = sample(model, tok, "ROMEO:", max_new_tokens=100, stream=print_stream)
 
 Decoding is incremental on bytes (an incremental UTF-8 decoder), so a character whose bytes
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import sys
+import warnings
 
 import numpy as np
 
@@ -23,12 +24,21 @@ from .errors import TokenizerError
 from .sampling import DEFAULTS, check_sampling_settings
 
 
-def load_checkpoint(path="out", device=None):
+def load_model_and_tokenizer(path="out", device=None):
     """(model in eval mode, tokenizer, checkpoint) from a checkpoint file or directory."""
     ckpt = _load_ckpt(path)
     model = ckpt.build_model(device=device)
     model.eval()
     return model, ckpt.tokenizer(), ckpt
+
+
+def load_checkpoint(path="out", device=None):
+    """Deprecated: ``load_model_and_tokenizer`` (this name is minigpt.load_checkpoint's,
+    which returns a Checkpoint)."""
+    warnings.warn("minigpt.sample.load_checkpoint is deprecated: use "
+                  "minigpt.sample.load_model_and_tokenizer (minigpt.load_checkpoint returns "
+                  "a Checkpoint)", DeprecationWarning, stacklevel=2)
+    return load_model_and_tokenizer(path, device)
 
 
 def start_ids(tokenizer, prompt: str) -> tuple[list[int], int]:
@@ -127,7 +137,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     check_sampling_flags(args)
     require_device(args.device)
-    model, tok, ckpt = load_checkpoint(args.ckpt, device=args.device)
+    model, tok, ckpt = load_model_and_tokenizer(args.ckpt, device=args.device)
     print(f"# {ckpt.path}: step {ckpt.step}, {model.get_num_params():,} parameters, "
           f"{type(tok).__name__} vocab {tok.vocab_size}", file=sys.stderr)
     sample(model, tok, args.prompt, args.max_new_tokens, args.temperature, args.top_k,

@@ -63,14 +63,16 @@ def _is_real(v) -> bool:
 
 
 def check_sampling_settings(*, max_new_tokens=0, temperature=DEFAULTS.temperature, top_k=None,
-                            top_p=None, num_samples=1, seed=None, where: str = "sample: ",
-                            names: dict | None = None) -> None:
+                            top_p=None, num_samples=1, seed=None, eos_token_id=None,
+                            where: str = "sample: ", names: dict | None = None) -> None:
     """The one check of sampling settings: a ConfigError naming the first one out of range.
+    GPT.generate, ``minigpt sample``, ``minigpt trace`` and TrainConfig all use it.
 
     ``where`` prefixes the setting's name in the message (``"sample: "``, ``"--"`` for a
-    flag, ``"TrainConfig."``); ``names`` renames settings for it (TrainConfig calls
-    max_new_tokens ``sample_tokens``). Rejected: a temperature that is negative, inf or nan;
-    top_k < 1; top_p outside (0, 1]; negative counts or seed; bools and strings anywhere.
+    flag, ``"TrainConfig."``, ``"generate: "``); ``names`` renames settings for it
+    (TrainConfig calls max_new_tokens ``sample_tokens``). Rejected: a temperature that is
+    negative, inf or nan; top_k < 1; top_p outside (0, 1]; negative counts or seed; an
+    eos_token_id that is not an int; bools and strings anywhere.
     """
     names = names or {}
 
@@ -89,6 +91,8 @@ def check_sampling_settings(*, max_new_tokens=0, temperature=DEFAULTS.temperatur
          "a number in (0, 1] or None", top_p)
     need(_is_int(num_samples) and num_samples >= 1, "num_samples", "an int >= 1", num_samples)
     need(seed is None or (_is_int(seed) and seed >= 0), "seed", "an int >= 0 or None", seed)
+    need(eos_token_id is None or _is_int(eos_token_id), "eos_token_id",
+         "an int token id or None", eos_token_id)
 
 
 def check_prompt(text, where: str = "sample: prompt") -> None:

@@ -181,9 +181,12 @@ def embedding(idx, weight: Tensor, padding_idx=None, max_norm=None, norm_type=2.
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
-                                 is_causal=False, scale=None, training=True):
+                                 is_causal=False, scale=None, training=True, *,
+                                 intermediates=None):
     """softmax(q k^T * scale + mask) @ v over the last two dims, as in torch.
-    With is_causal, query i attends to keys j <= i + (Tk - Tq) (so a KV cache works)."""
+    With is_causal, query i attends to keys j <= i + (Tk - Tq) (so a KV cache works).
+    ``intermediates``: a dict that receives the arrays the op computes (see
+    multi_head_attention; here q, k, v are the inputs and y the output)."""
     if attn_mask is not None:
         raise NotImplementedError("scaled_dot_product_attention: attn_mask is not supported; "
                                   "use is_causal=True or minigrad.composite.attention")
@@ -193,27 +196,84 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if is_causal and key.shape[-2] < query.shape[-2]:
         raise ShapeError(f"scaled_dot_product_attention: causal attention needs at least as "
                          f"many keys ({key.shape[-2]}) as queries ({query.shape[-2]})")
+    _check_intermediates("scaled_dot_product_attention", intermediates)
     mask = None
     if dropout_p > 0 and training:
         mask = _dropout_mask(query.shape[:-1] + (key.shape[-2],), dropout_p, query.dtype,
                              query.device)
     return FU.Attention.apply(query, key, value, causal=is_causal, scale=scale,
-                              dropout_mask=mask)
+                              dropout_mask=mask, intermediates=intermediates)
 
 
 def multi_head_attention(qkv, n_head: int, is_causal: bool = True, dropout_p: float = 0.0,
-                         training: bool = True):
+                         training: bool = True, *, kv_cache=None, intermediates=None):
     """GPT's attention after c_attn in one fused op: qkv (B, T, 3C) -> (B, T, C), equal to
     splitting q, k, v, reshaping to (B, n_head, T, C / n_head), scaled_dot_product_attention
-    and merging the heads back."""
+    and merging the heads back.
+
+    ``kv_cache=(k, v, length)``: a KV cache, two arrays (NumPy/CuPy, qkv's dtype and device)
+    of shape (B, n_head, T_max, C / n_head) holding the keys and values of positions
+    0..length-1. The op writes this call's keys and values at length..length+T-1 and its
+    queries (positions length..length+T-1) attend over all length+T keys. The cached keys
+    are constants: the gradient reaches only this call's qkv.
+
+    ``intermediates``: a dict that receives the arrays the op computes anyway (a Recorder's
+    view of the real computation; nothing is kept when it is None):
+      q, k, v   (B, n_head, T or Tk, hs): q before scaling; k, v over every key attended
+                (a cache's too)
+      scores    (B, n_head, T, Tk): q k^T / sqrt(hs) before the mask; keys that no query
+                of a block of fused.ATTENTION_BLOCK queries may see are never scored: -inf
+      mask      (T, Tk) bool: True where query i may see key j
+      weights   (B, n_head, T, Tk): the softmax of the masked scores (before dropout)
+      y         (B, n_head, T, hs): (dropped) weights @ v, before the heads are merged
+    """
     if qkv.ndim != 3 or qkv.shape[-1] % (3 * n_head):
         raise ShapeError(f"multi_head_attention: qkv must have shape (B, T, 3 * C) with C "
                          f"divisible by n_head={n_head}, got {qkv.shape}")
+    _check_intermediates("multi_head_attention", intermediates)
+    B, T, _ = qkv.shape
+    cache = {} if kv_cache is None else _check_kv_cache(qkv, n_head, kv_cache)
     mask = None
     if dropout_p > 0 and training:
-        B, T, _ = qkv.shape
-        mask = _dropout_mask((B, n_head, T, T), dropout_p, qkv.dtype, qkv.device)
-    return FU.MultiHeadAttention.apply(qkv, n_head=n_head, causal=is_causal, dropout_mask=mask)
+        tk = cache.get("cache_start", 0) + T
+        mask = _dropout_mask((B, n_head, T, tk), dropout_p, qkv.dtype, qkv.device)
+    return FU.MultiHeadAttention.apply(qkv, n_head=n_head, causal=is_causal, dropout_mask=mask,
+                                       intermediates=intermediates, **cache)
+
+
+def _check_intermediates(fn: str, intermediates) -> None:
+    if intermediates is not None and not isinstance(intermediates, dict):
+        raise ArgumentError(f"{fn}: intermediates must be a dict to fill or None, got "
+                            f"{type(intermediates).__name__}")
+
+
+def _check_kv_cache(qkv, n_head: int, kv_cache) -> dict:
+    """The fused op's cache arguments from (k, v, length), each checked against qkv."""
+    where = "multi_head_attention: kv_cache"
+    if not (isinstance(kv_cache, tuple) and len(kv_cache) == 3):
+        raise ArgumentError(f"{where} must be a tuple (k, v, length), got "
+                            f"{type(kv_cache).__name__}")
+    k, v, length = kv_cache
+    B, T, C3 = qkv.shape
+    for name, buf in (("k", k), ("v", v)):
+        if isinstance(buf, Tensor) or not (hasattr(buf, "shape") and hasattr(buf, "dtype")):
+            raise DTypeError(f"{where}: {name} must be a NumPy or CuPy array (the cache's own "
+                             f"storage, written in place), got {type(buf).__name__}")
+        want = (B, n_head, None, C3 // (3 * n_head))
+        if buf.ndim != 4 or any(w is not None and w != n for w, n in zip(want, buf.shape)):
+            raise ShapeError(f"{where}: {name} must have shape (B, n_head, T_max, head size) "
+                             f"= ({B}, {n_head}, T_max, {want[3]}), got {tuple(buf.shape)}")
+        if buf.dtype != qkv.dtype or backend.device_of(buf) != qkv.device:
+            raise DTypeError(f"{where}: {name} holds {buf.dtype} on {backend.device_of(buf)}, "
+                             f"qkv {qkv.dtype} on {qkv.device}; make the cache like qkv")
+    if k.shape != v.shape:
+        raise ShapeError(f"{where}: k and v must have one shape, got {tuple(k.shape)} and "
+                         f"{tuple(v.shape)}")
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) \
+            or not 0 <= length <= k.shape[2] - T:
+        raise ArgumentError(f"{where}: length must be an int in [0, {k.shape[2] - T}] (T_max "
+                            f"{k.shape[2]} minus the {T} new positions), got {length!r}")
+    return {"k_cache": k, "v_cache": v, "cache_start": int(length)}
 
 
 def relu(x, inplace: bool = False):

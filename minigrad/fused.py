@@ -389,10 +389,13 @@ def _query_blocks(tq, tk, causal):
     return blocks
 
 
-def _attention_weights(xp, qs, k, a, b, e, causal):
+def _attention_weights(xp, qs, k, a, b, e, causal, scores_out=None):
     """p = softmax(s) for queries a:b over keys 0:e, s = qs k^T (qs = q * scale), the keys
-    ahead of each query masked when causal."""
+    ahead of each query masked when causal. ``scores_out`` (a recording): receives s before
+    the mask and the softmax overwrite it."""
     s = qs[..., a:b, :] @ xp.swapaxes(k[..., :e, :], -1, -2)           # (..., b-a, e)
+    if scores_out is not None:
+        scores_out[...] = s
     tq, tk = qs.shape[-2], k.shape[-2]
     rows = s.reshape((-1,) + s.shape[-2:])
     loops = kernels_for(xp, rows)
@@ -424,9 +427,11 @@ def _keep_weights(q, k, v):
     return n <= q.size + k.size + v.size
 
 
-def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, out=None):
+def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, out=None,
+                       seen=None):
     """y (..., Tq, hv) (written into ``out`` if given), qs = q * scale, and the weights of
-    each block (None: not kept)."""
+    each block (None: not kept). ``seen`` (a recording): (scores, weights), two arrays
+    (..., Tq, Tk) that receive each block's scores before the softmax and its weights."""
     qs = q * scale if qs is None else qs
     batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     blocks = _query_blocks(q.shape[-2], k.shape[-2], causal)
@@ -435,7 +440,10 @@ def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, out=No
     if y is None and len(blocks) > 1:
         y = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=v.dtype)
     for a, b, e in blocks:
-        p = _attention_weights(xp, qs, k, a, b, e, causal)
+        p = _attention_weights(xp, qs, k, a, b, e, causal,
+                               None if seen is None else seen[0][..., a:b, :e])
+        if seen is not None:
+            seen[1][..., a:b, :e] = p
         pd = p if dropout_mask is None else p * dropout_mask[..., a:b, :e]
         if y is None:
             y = pd @ v[..., :e, :]          # one block: its output is the whole output
@@ -485,6 +493,23 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
     return gq, gk, gv
 
 
+def _seen_arrays(xp, batch, tq, tk, dtype):
+    """(scores, weights) for a recording: keys no query of a block may see are never
+    scored, so their scores stay -inf and their weights 0."""
+    return xp.full(batch + (tq, tk), -xp.inf, dtype=dtype), xp.zeros(batch + (tq, tk), dtype)
+
+
+def _keep_intermediates(xp, into: dict, causal, q, k, v, scores, weights, y) -> None:
+    """Fill a recording's dict with the arrays one attention computed (see
+    functional.multi_head_attention): q before scaling, k, v, the scores, the causal mask
+    (True where query i may see key j), the weights before dropout and y."""
+    tq, tk = q.shape[-2], k.shape[-2]
+    allowed = xp.ones((tq, tk), dtype=bool)
+    if causal:
+        allowed = xp.tril(allowed, k=tk - tq)
+    into.update(q=q, k=k, v=v, scores=scores, mask=allowed, weights=weights, y=y)
+
+
 def _add_rows(total, part):
     """total with part added to its first rows (part itself when total is None)."""
     if total is None:
@@ -503,11 +528,18 @@ class Attention(Function):
     # y = (p * dropout_mask) @ v.
     # dv = pd^T g;  dpd = g v^T;  dp = dpd * mask;  ds = p (dp - sum(dp p));  dq = ds k scale;
     # dk = ds^T q scale   (computed in query blocks, see above)
-    def forward(self, q, k, v, causal=True, scale=None, dropout_mask=None):
+    def forward(self, q, k, v, causal=True, scale=None, dropout_mask=None, intermediates=None):
+        xp = self.xp
         self.scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        y, self.qs, self.saved = _attention_forward(self.xp, q, k, v, causal, self.scale,
-                                                    dropout_mask)
+        seen = None
+        if intermediates is not None:   # a recording: keep the arrays computed below
+            seen = _seen_arrays(xp, np.broadcast_shapes(q.shape[:-2], k.shape[:-2]),
+                                q.shape[-2], k.shape[-2], xp.result_type(q, k))
+        y, self.qs, self.saved = _attention_forward(xp, q, k, v, causal, self.scale,
+                                                    dropout_mask, seen=seen)
         self.k, self.v, self.causal, self.mask = k, v, causal, dropout_mask
+        if intermediates is not None:
+            _keep_intermediates(xp, intermediates, causal, q, k, v, *seen, y.copy())
         return y
 
     def backward(self, g):
@@ -526,17 +558,37 @@ class MultiHeadAttention(Function):
     # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
     # writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU the B x nh heads are cut
     # into one piece per core, each piece a whole attention (backend.blas_rows).
+    # With a KV cache (k_cache, v_cache: (B, nh, T_max, hs), positions < cache_start filled)
+    # this call's k, v are written at cache_start:cache_start + T and the queries attend over
+    # all Tk = cache_start + T keys (causal: query i sees keys j <= cache_start + i). The
+    # cached keys are constants: dk, dv are those of this call's keys only.
     saved_inputs = ()
     saves_output = False
 
-    def forward(self, qkv, n_head, causal=True, dropout_mask=None):
+    def forward(self, qkv, n_head, causal=True, dropout_mask=None, k_cache=None, v_cache=None,
+                cache_start=0, intermediates=None):
         xp = self.xp
         B, T, C3 = qkv.shape
         hs = C3 // (3 * n_head)
-        heads = xp.ascontiguousarray(qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4))
+        # our own contiguous copy (q is scaled in place below): never ascontiguousarray,
+        # which returns qkv itself when the transpose is already contiguous (B = T = 1)
+        heads = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4).copy()
         q, k, v = heads.reshape(3, B * n_head, T, hs)  # 3 x (B nh, T, hs), one row per head
+        self.start = 0                                 # where this call's keys begin
+        if k_cache is not None:
+            end = cache_start + T
+            k_cache[:, :, cache_start:end] = heads[1]  # (B, nh, T, hs) into the cache
+            v_cache[:, :, cache_start:end] = heads[2]
+            k = k_cache[:, :, :end].reshape(B * n_head, end, hs)   # (B nh, Tk, hs): a view
+            v = v_cache[:, :, :end].reshape(B * n_head, end, hs)
+            self.start = cache_start
+        tk = k.shape[1]
+        seen = q_read = None
+        if intermediates is not None:                  # a recording: keep what is computed
+            seen = _seen_arrays(xp, (B * n_head,), T, tk, q.dtype)
+            q_read = q.copy()                          # (q is scaled in place below)
         self.scale = 1.0 / math.sqrt(hs)
-        q *= self.scale                                # our own copy: scale it in place
+        q *= self.scale                                # (our copy: scaled in place)
         y = xp.empty_like(q)                           # (B nh, T, hs)
         mask = (None if dropout_mask is None
                 else dropout_mask.reshape((B * n_head,) + dropout_mask.shape[-2:]))
@@ -546,10 +598,15 @@ class MultiHeadAttention(Function):
             m = None if mask is None else mask[lo:hi]
             _, _, self.pieces[lo, hi] = _attention_forward(
                 xp, q[lo:hi], k[lo:hi], v[lo:hi], causal, self.scale, m, qs=q[lo:hi],
-                out=y[lo:hi])
-        blas_rows(piece, B * n_head, 4 * q.size * T, xp)
+                out=y[lo:hi], seen=None if seen is None else (seen[0][lo:hi], seen[1][lo:hi]))
+        blas_rows(piece, B * n_head, 4 * q.size * tk, xp)
         self.qs, self.k, self.v, self.causal, self.mask = q, k, v, causal, mask
         self.shape = B, n_head, T, hs
+        if intermediates is not None:
+            per_head = (B, n_head)                     # (B nh, ...) -> (B, nh, ...)
+            _keep_intermediates(xp, intermediates, causal,
+                                *(a.reshape(per_head + a.shape[1:])
+                                  for a in (q_read, k, v, *seen, y)))
         return y.reshape(B, n_head, T, hs).transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)
 
     def backward(self, g):
@@ -558,15 +615,15 @@ class MultiHeadAttention(Function):
         g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
         g = g.reshape(B * nh, T, hs)
         grads = xp.empty((3, B * nh, T, hs), dtype=g.dtype)   # dq, dk, dv of every head
-        pieces = self.pieces
+        pieces, start = self.pieces, self.start
 
         def piece(lo, hi):
             m = None if self.mask is None else self.mask[lo:hi]
             for i, gi in enumerate(_attention_backward(
                     xp, g[lo:hi], self.qs[lo:hi], self.k[lo:hi], self.v[lo:hi], self.causal,
                     self.scale, m, pieces[lo, hi])):
-                grads[i, lo:hi] = gi
+                grads[i, lo:hi] = gi if i == 0 else gi[:, start:]   # cached keys: constants
         tasks = [lambda lo=lo, hi=hi: piece(lo, hi) for lo, hi in pieces]
-        blas_tasks(tasks, 8 * self.qs.size * T, xp)
+        blas_tasks(tasks, 8 * self.qs.size * self.k.shape[1], xp)
         grads = grads.reshape(3, B, nh, T, hs)
         return grads.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs)   # (B, T, 3, nh, hs)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Speed and memory against PyTorch: see minigpt/bench.py (same as `minigpt bench`)."""
+"""Speed and memory against PyTorch: see minigpt/bench/ (same as `minigpt bench`)."""
 import sys
 from pathlib import Path
 

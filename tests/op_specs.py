@@ -272,14 +272,23 @@ def _ref_attention(q, k, v, causal, scale, dropout_mask):
 def _mha(data):
     B, T, nh, hs = (data.draw(st.integers(1, 3)) for _ in range(4))
     consts = {"n_head": nh, "causal": data.draw(st.booleans()), "dropout_mask": None}
+    past = 0
+    if data.draw(st.booleans()):   # a KV cache holding `past` positions (constants)
+        past = data.draw(st.integers(0, 3))
+        t_max = past + T + data.draw(st.integers(0, 2))
+        consts.update(k_cache=arr(data, (B, nh, t_max, hs)), v_cache=arr(data, (B, nh, t_max, hs)),
+                      cache_start=past)
     if data.draw(st.booleans()):
-        consts["dropout_mask"] = data.draw(hnp.arrays(np.bool_, (B, nh, T, T))) / 0.5
+        consts["dropout_mask"] = data.draw(hnp.arrays(np.bool_, (B, nh, T, past + T))) / 0.5
     return [arr(data, (B, T, 3 * nh * hs))], consts
 
 
-def _ref_mha(qkv, n_head, causal, dropout_mask):
+def _ref_mha(qkv, n_head, causal, dropout_mask, k_cache=None, v_cache=None, cache_start=0):
     B, T, C3 = qkv.shape
     q, k, v = (a.reshape(B, T, n_head, -1).transpose(0, 2, 1, 3) for a in np.split(qkv, 3, -1))
+    if k_cache is not None:   # the cached positions come first
+        k = np.concatenate([k_cache[:, :, :cache_start], k], axis=2)
+        v = np.concatenate([v_cache[:, :, :cache_start], v], axis=2)
     y = _ref_attention(q, k, v, causal, None, dropout_mask)
     return y.transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)
 

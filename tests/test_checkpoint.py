@@ -13,7 +13,8 @@ from minigpt.corpus import builtin_corpus
 from minigpt.data import tokenizer_to_text
 from minigpt.errors import CheckpointError
 from minigpt.model import GPT, GPTConfig
-from minigpt.sample import load_checkpoint as load_for_sampling
+from minigpt import sample as sample_mod
+from minigpt.sample import load_model_and_tokenizer
 from minigpt.tokenizer import CharTokenizer
 from minigpt.train import TrainConfig, train
 
@@ -152,8 +153,14 @@ def test_crash_during_training_save_keeps_previous(tmp_path, monkeypatch):
     assert path.read_bytes() == good and load_checkpoint(path).step == 2
 
 
-def test_sample_load_checkpoint(tmp_path):
+def test_sample_load_model_and_tokenizer(tmp_path):
     train(_tiny(tmp_path))
-    model, tok, ck = load_for_sampling(tmp_path / "out")
+    model, tok, ck = load_model_and_tokenizer(tmp_path / "out")
     assert not model.training and ck.step == 2
     assert tok.vocab_size == model.config.vocab_size == 280
+    # the old name still works, with a warning naming the new one
+    with pytest.warns(DeprecationWarning, match="load_model_and_tokenizer"):
+        old_model, old_tok, old_ck = sample_mod.load_checkpoint(tmp_path / "out")
+    assert old_ck.step == ck.step and old_tok.encode("ab") == tok.encode("ab")
+    assert all((a.detach().numpy() == b.detach().numpy()).all()
+               for a, b in zip(old_model.parameters(), model.parameters()))

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # modules that loading the tokenizer must not import: model, tracer, trainer, benchmarks,
 # sampling, health reports, checkpoints, data preparation, the CLI
-HEAVY = ("minigpt.model", "minigpt.tracing", "minigpt.trace_html", "minigpt.train",
+HEAVY = ("minigpt.model", "minigpt.recording", "minigpt.generate", "minigpt.tracing",
+         "minigpt.trace_html", "minigpt.train",
          "minigpt.bench", "minigpt.sample", "minigpt.health", "minigpt.checkpoint",
          "minigpt.gpt2", "minigpt.ddp", "minigpt.data", "minigpt.cli", "torch", "tiktoken",
          "matplotlib")

@@ -217,6 +217,107 @@ def _comp_attention(q, k, v):
     return C.attention(q, k, v, is_causal=True)
 
 
+def _split_heads(qkv, nh):
+    """qkv (B, T, 3C) -> q, k, v (B, nh, T, hs), NumPy."""
+    B, T, C3 = qkv.shape
+    return [a.reshape(B, T, nh, -1).transpose(0, 2, 1, 3) for a in np.split(qkv, 3, -1)]
+
+
+@pytest.mark.parametrize("block", [2, 64])
+@pytest.mark.parametrize("causal", [True, False])
+def test_multi_head_attention_with_a_kv_cache_matches_the_composite(monkeypatch, block, causal,
+                                                                    compiled_loops):
+    """With kv_cache=(k, v, length) the op writes this call's keys and values into the cache
+    and attends over the cached ones too: the composite over the concatenated keys, value
+    and gradient (the cached keys are constants)."""
+    import minigrad.fused as FU
+    monkeypatch.setattr(FU, "ATTENTION_BLOCK", block)
+    rng = np.random.default_rng(block)
+    B, T, nh, hs, past, t_max = 2, 3, 2, 4, 4, 9
+    qkv = rng.standard_normal((B, T, 3 * nh * hs))
+    k_cache, v_cache = rng.standard_normal((2, B, nh, t_max, hs))
+    k_past, v_past = k_cache[:, :, :past].copy(), v_cache[:, :, :past].copy()
+
+    def composite(t):
+        q, k, v = (a.reshape(B, T, nh, hs).transpose(1, 2) for a in t.split(nh * hs, dim=2))
+        k = mg.cat([mg.tensor(k_past, dtype="float64"), k], dim=2)     # (B, nh, past + T, hs)
+        v = mg.cat([mg.tensor(v_past, dtype="float64"), v], dim=2)
+        y = C.attention(q, k, v, is_causal=causal)
+        return y.transpose(1, 2).reshape(B, T, nh * hs)
+
+    same_value_and_grad(lambda t: F.multi_head_attention(t, nh, is_causal=causal,
+                                                         kv_cache=(k_cache, v_cache, past)),
+                        composite, [qkv])
+    _, k_new, v_new = _split_heads(qkv, nh)
+    np.testing.assert_array_equal(k_cache[:, :, past:past + T], k_new)   # appended in place
+    np.testing.assert_array_equal(v_cache[:, :, past:past + T], v_new)
+    np.testing.assert_array_equal(k_cache[:, :, :past], k_past)          # the past untouched
+
+
+@pytest.mark.parametrize("block", [2, 64])
+@pytest.mark.parametrize("past", [0, 3])
+def test_attention_hands_over_its_own_intermediates(monkeypatch, block, past, compiled_loops):
+    """intermediates= fills a dict with the arrays the op computed, equal to an independent
+    NumPy computation, and changes nothing in the result: weights @ v is y, y merged is the
+    output, the scores are q k^T / sqrt(hs) wherever the op scored a key."""
+    import minigrad.fused as FU
+    monkeypatch.setattr(FU, "ATTENTION_BLOCK", block)
+    rng = np.random.default_rng(past)
+    B, T, nh, hs = 2, 5, 3, 4
+    qkv = rng.standard_normal((B, T, 3 * nh * hs)).astype(np.float32)
+    caches = rng.standard_normal((2, B, nh, past + T, hs)).astype(np.float32)
+    kv = None if not past else (caches[0], caches[1], past)
+    plain = F.multi_head_attention(mg.tensor(qkv), nh, kv_cache=kv).numpy()
+    seen = {}
+    out = F.multi_head_attention(mg.tensor(qkv), nh, kv_cache=kv, intermediates=seen).numpy()
+    np.testing.assert_array_equal(out, plain)
+    q, k, v = (a.astype(np.float64) for a in _split_heads(qkv, nh))
+    if past:
+        k = np.concatenate([caches[0][:, :, :past], k], axis=2)
+        v = np.concatenate([caches[1][:, :, :past], v], axis=2)
+    tk = past + T
+    allowed = np.tril(np.ones((T, tk), dtype=bool), k=past)
+    scores = q @ k.swapaxes(-1, -2) / math.sqrt(hs)
+    w = np.exp(np.where(allowed, scores, -np.inf) - scores.max(-1, keepdims=True))
+    w /= w.sum(-1, keepdims=True)
+    assert set(seen) == {"q", "k", "v", "scores", "mask", "weights", "y"}
+    np.testing.assert_array_equal(seen["mask"], allowed)
+    for name, want in (("q", q), ("k", k), ("v", v), ("weights", w), ("y", w @ v)):
+        assert seen[name].shape == want.shape, name
+        np.testing.assert_allclose(seen[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+    scored = np.isfinite(seen["scores"])
+    assert scored[..., allowed].all()          # every key a query may see was scored
+    np.testing.assert_allclose(seen["scores"][scored], scores[scored], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(seen["weights"] @ seen["v"], seen["y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(seen["y"].transpose(0, 2, 1, 3).reshape(B, T, -1), out)
+
+    q1, k1, v1 = (mg.tensor(a) for a in (q, k, v))
+    seen = {}
+    y = F.scaled_dot_product_attention(q1, k1, v1, is_causal=True, intermediates=seen).numpy()
+    np.testing.assert_allclose(seen["weights"], w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(seen["y"], y)
+    np.testing.assert_array_equal(seen["mask"], allowed)
+
+
+def test_attention_cache_and_intermediates_are_checked():
+    from minigrad.errors import ArgumentError, DTypeError, ShapeError
+    qkv = mg.randn(1, 2, 12)                                    # B 1, T 2, 2 heads of 2
+    k = np.zeros((1, 2, 4, 2), dtype=np.float32)
+    with pytest.raises(ShapeError, match=r"k must have shape .* \(1, 2, T_max, 2\), got "
+                                         r"\(1, 2, 4, 3\)"):
+        F.multi_head_attention(qkv, 2, kv_cache=(np.zeros((1, 2, 4, 3), np.float32), k, 0))
+    with pytest.raises(ArgumentError, match=r"length must be an int in \[0, 2\].*got 3"):
+        F.multi_head_attention(qkv, 2, kv_cache=(k, k.copy(), 3))
+    with pytest.raises(DTypeError, match="k must be a NumPy or CuPy array"):
+        F.multi_head_attention(qkv, 2, kv_cache=(mg.tensor(k), k, 0))
+    with pytest.raises(DTypeError, match="holds float64"):
+        F.multi_head_attention(qkv, 2, kv_cache=(k.astype(np.float64), k, 0))
+    with pytest.raises(ArgumentError, match="must be a tuple \\(k, v, length\\)"):
+        F.multi_head_attention(qkv, 2, kv_cache=[k, k, 0])
+    with pytest.raises(ArgumentError, match="intermediates must be a dict"):
+        F.multi_head_attention(qkv, 2, intermediates=[])
+
+
 def test_fused_ops_on_arrays_split_into_blocks_and_threads(compiled_loops):
     """Arrays larger than backend.BLOCK_SIZE and PARALLEL_MIN_SIZE take the blocked,
     multi-threaded kernels; they must agree with the composites there too."""
@@ -242,3 +343,15 @@ def test_nll_loss_of_log_softmax_equals_cross_entropy():
     ours = F.nll_loss(F.log_softmax(mg.tensor(z, dtype="float64"), dim=1), t)
     assert ours.item() == pytest.approx(
         F.cross_entropy(mg.tensor(z, dtype="float64"), t).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("B, T", [(1, 1), (2, 1), (1, 3)])
+def test_multi_head_attention_leaves_its_input_alone(B, T):
+    """The op scales its own copy of q: qkv is unchanged even when its head layout is
+    already contiguous (B = T = 1, a one-token step of generation)."""
+    qkv = mg.randn(B, T, 12)
+    before = qkv.numpy().copy()
+    cache = np.zeros((2, B, 2, 3, 2), dtype=np.float32)
+    F.multi_head_attention(qkv, 2, kv_cache=(cache[0], cache[1], 3 - T))
+    F.multi_head_attention(qkv, 2)
+    np.testing.assert_array_equal(qkv.numpy(), before)

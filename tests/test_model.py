@@ -9,6 +9,7 @@ from hypothesis import given, settings
 
 import minigrad as mg
 from minigrad import optim
+from minigrad.errors import DTypeError, IndexRangeError, ShapeError
 from minigpt.errors import ConfigError
 from minigpt.model import GPT, GPTConfig, filter_logits
 
@@ -167,16 +168,69 @@ def test_bad_input_errors():
     with pytest.raises(ConfigError, match="unknown keys"):
         GPTConfig.from_dict({"n_layers": 2})
     model = GPT(tiny())
-    with pytest.raises(ValueError, match="sequence length 9 exceeds block_size 8"):
+    with pytest.raises(ShapeError, match="sequence length 9 exceeds block_size 8"):
         model(np.zeros((1, 9), dtype=np.int64))
-    with pytest.raises(ValueError, match=r"token id 17 is outside the vocabulary \(vocab_size 17\)"):
+    with pytest.raises(IndexRangeError,
+                       match=r"token id 17 is outside the vocabulary \(vocab_size 17\)"):
         model(np.array([[1, 17]]))
-    with pytest.raises(TypeError, match="integer token ids, got dtype float64"):
+    with pytest.raises(DTypeError, match="integer token ids, got dtype float64"):
         model(np.array([[1.0]]))
-    with pytest.raises(ValueError, match=r"idx must have shape \(B, T\), got \(3,\)"):
+    with pytest.raises(ShapeError, match=r"idx must have shape \(B, T\), got \(3,\)"):
         model(np.array([1, 2, 3]))
-    with pytest.raises(ValueError, match=r"top_p must be a number in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"generate: top_p must be a number in \(0, 1\]"):
         model.generate(np.array([[1]]), 2, top_p=1.5)
+
+
+def test_generate_uses_the_one_sampling_check_at_the_call():
+    """generate, generate_steps, sample and trace share minigpt.sampling's check: inf is no
+    temperature, and a generator reports a bad setting when it is made, not when first read."""
+    from minigpt import sample as sample_mod, trace
+    from minigpt.tokenizer import CharTokenizer
+    model = GPT(tiny())
+    for call in (lambda: model.generate([[1]], 2, temperature=math.inf),
+                 lambda: model.generate_steps([[1]], 2, temperature=math.inf)):
+        with pytest.raises(ConfigError, match="generate: temperature must be a finite number"):
+            call()
+    tok = CharTokenizer.train("abcdefghijklmnopq")
+    with pytest.raises(ConfigError, match="^sample: temperature must be a finite number"):
+        sample_mod.sample(model, tok, "ab", temperature=math.inf)
+    with pytest.raises(ConfigError, match="^trace: temperature must be a finite number"):
+        trace(model, tok, "ab", temperature=math.inf)
+
+
+def test_one_attention_path_whatever_is_active():
+    """Training, a Recorder and a KV cache run the same fused attention op: recording
+    changes no bit of the logits or the gradients, and the cache's pass gives the logits of
+    the whole sequence's."""
+    from minigpt.model import KVCache, Recorder
+    mg.manual_seed(0)
+    model = GPT(tiny(n_layer=2, n_head=2, n_embd=8, block_size=8))
+    idx = np.random.default_rng(0).integers(0, 17, (2, 6))
+    logits, loss = model(idx, idx)
+    loss.backward()
+    plain = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    with Recorder(retain_grad=True) as rec:
+        rec_logits, rec_loss = model(idx, idx)
+    rec_loss.backward()
+    np.testing.assert_array_equal(rec_logits.detach().numpy(), logits.detach().numpy())
+    for a, p in zip(plain, model.parameters()):
+        np.testing.assert_array_equal(p.grad.numpy(), a)
+    assert set(rec.intermediates) == {"h.0.attn", "h.1.attn"}
+    assert rec["h.1.attn.weights"].shape == (2, 2, 6, 6)
+    cache = KVCache(model.config, 2, model.transformer.wte.weight.dtype, "cpu")
+    with mg.no_grad():
+        first, _ = model(idx[:, :4], cache=cache)
+        rest, _ = model(idx[:, 4:], cache=cache)
+    whole = model(idx)[0].detach().numpy()
+    np.testing.assert_allclose(np.concatenate([first.numpy(), rest.numpy()], 1), whole,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_generate_steps_leaves_the_callers_grad_mode_alone_between_tokens():
+    model = GPT(tiny())
+    seen = [mg.is_grad_enabled() for _ in model.generate_steps([[1, 2]], 3, seed=0)]
+    assert seen == [True, True, True] and model.training
 
 
 def test_gpt2_state_dict_round_trip_and_pretrained_folder(tmp_path):

@@ -14,7 +14,7 @@ from minigpt import train as train_mod
 from minigpt.checkpoint import CKPT_NAME, load_checkpoint, save_checkpoint
 from minigpt.corpus import builtin_corpus
 from minigpt.errors import PROJECT_ERRORS
-from minigpt.resume import same_path
+from minigpt.train.resume import same_path
 from minigpt.train import TrainConfig, config_from_args, main, read_log, train
 from minigrad import serialization
 from minigrad.optim import AdamW, cosine_with_warmup, weight_decay_groups

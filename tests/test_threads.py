@@ -208,18 +208,29 @@ def test_linear_with_fewer_rows_than_outputs_splits_its_outputs(pieces):
     np.testing.assert_allclose(gb, g.sum(0), rtol=1e-12, atol=1e-12)
 
 
-def test_pieces_not_yet_taken_are_run_by_whichever_thread_is_free():
-    """The calling thread does not wait for a late pool thread: it takes the next piece."""
-    import time
-    with in_pieces(2):
-        cpu_threads.run_parallel([lambda: None, lambda: None])      # the pool exists
-        release = threading.Event()
-        cpu_threads._pool.submit(release.wait, 10)                  # its thread is busy elsewhere
-        threads = []
-        timer = threading.Timer(0.5, release.set)
-        timer.start()
-        start = time.perf_counter()
-        cpu_threads.run_parallel([lambda: threads.append(threading.current_thread())] * 4)
+def test_pieces_not_yet_taken_are_run_by_whichever_thread_is_free(monkeypatch):
+    """The calling thread does not wait for a late pool thread: it takes the next piece.
+    The pool's one thread is busy until the last piece has run, so the calling thread must
+    run them all. (A caller that waited for the pool would wait until the 60 s safety
+    timeout, then see pieces run on the pool thread: the test fails on what ran where, never
+    on how long it took.)"""
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(1, thread_name_prefix="minigrad-test")
+    monkeypatch.setattr(cpu_threads, "_pool", pool)
+    release = threading.Event()
+    seen = []
+
+    def piece():
+        seen.append((threading.current_thread(), release.is_set()))
+
+    def last_piece():
+        piece()
+        release.set()                                   # only now the pool's thread is free
+    try:
+        with in_pieces(2):
+            pool.submit(release.wait, 60)               # its thread is busy elsewhere
+            cpu_threads.run_parallel([piece, piece, piece, last_piece])
+    finally:
         release.set()
-    assert threads == [threading.current_thread()] * 4
-    assert time.perf_counter() - start < 5
+        pool.shutdown()
+    assert seen == [(threading.current_thread(), False)] * 4

@@ -10,11 +10,11 @@ import regex
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from minigpt.bpe_batch import PairRanks, bpe_many
 from minigpt.corpus import builtin_corpus
 from minigpt.errors import MinigptError, TokenizerError
 from minigpt.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, CharTokenizer, MergeStep,
-                               Tokenizer, _bpe_long, _bpe_short, get_stats, merge, train_merges)
+                               Tokenizer, get_stats, merge, train_merges)
+from minigpt.tokenizer.fast import PairRanks, _bpe_long, _bpe_short, bpe_many
 
 TINY = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
 EOT = "<|endoftext|>"
@@ -114,7 +114,7 @@ def test_fast_trainer_equals_reference(text, extra, pattern):
     assert list(tok.merges) == ref
     assert list(tok.merges.values()) == list(range(256, 256 + len(ref)))
     assert tok.encode(text) == reference_encode(tok, text)
-    tok._cache.clear()  # the cache seeded by training must agree with a fresh encode
+    tok._bpe.cache.clear()  # the cache seeded by training must agree with a fresh encode
     assert tok.encode(text) == reference_encode(tok, text)
 
 
@@ -179,8 +179,8 @@ def test_long_chunks_use_heap_encoder_with_same_result():
     rng = random.Random(0)
     for n in (1, 2, 3, 50, 257, 1000):
         ids = [rng.choice(b"ab ") for _ in range(n)]
-        assert _bpe_long(list(ids), tok._ranks, tok._rank_to_id) == \
-            _bpe_short(list(ids), tok._ranks, tok._rank_to_id)
+        assert _bpe_long(list(ids), tok._bpe.ranks, tok._bpe.rank_to_id) == \
+            _bpe_short(list(ids), tok._bpe.ranks, tok._bpe.rank_to_id)
     s = "aaaa bbbb abab " * 100
     assert tok.encode(s) == reference_encode(tok, s) and tok.decode(tok.encode(s)) == s
 
@@ -193,7 +193,7 @@ ASCII_TRICKY = "sdmtlvreSDMTLVRE'xQ09 \t\n\r\x0b\x0c\x1c\x1f\x00!.,-"
 def test_ascii_splitter_equals_regex(s, pattern):
     """ASCII text is split by the stdlib ``re`` translation of the pattern: same chunks."""
     t = Tokenizer(pattern=pattern)
-    assert t._ascii_split is not None
+    assert t._bpe.ascii_split is not None
     assert t.split(s) == regex.findall(t.pattern, s)
 
 
@@ -210,7 +210,7 @@ def test_ascii_splitter_equals_regex(s, pattern):
 def test_mixed_text_splitter_equals_regex(s, pattern):
     """Text with some non-ASCII characters is split in stretches (regex around them, the
     fast splitter elsewhere, cut before newlines that follow letters): same chunks."""
-    import minigpt.tokenizer as T
+    import minigpt.tokenizer.fast as T
     t = Tokenizer(pattern=pattern)
     want = regex.findall(t.pattern, s)
     assert t.split(s) == want
@@ -239,27 +239,27 @@ def test_batch_bpe_equals_per_chunk(corpus, chunks, dense, permute):
         random.Random(len(corpus)).shuffle(perm)
         ranks.update({bytes([b]): perm[b] for b in range(256)})
         tok = Tokenizer.from_ranks(ranks, pattern=None)
-    table = PairRanks(tok._ranks, tok._rank_to_id, tok._byte_ids, dense=dense)
+    table = PairRanks(tok._bpe.ranks, tok._bpe.rank_to_id, tok._byte_ids, dense=dense)
     bmap = tok._byte_ids or range(256)
-    want = [tuple(_bpe_short([bmap[x] for x in c], tok._ranks, tok._rank_to_id)) for c in chunks]
+    want = [tuple(_bpe_short([bmap[x] for x in c], tok._bpe.ranks, tok._bpe.rank_to_id)) for c in chunks]
     assert bpe_many(chunks, table) == want
 
 
 def test_cold_encode_uses_batch_and_equals_reference(tok):
     text = builtin_corpus()[:30_000] + " ".join(TRICKY)
-    tok._cache.clear()
+    tok._bpe.cache.clear()
     assert len(set(tok.split(text))) > 64  # enough new chunks for the batch encoder
     assert tok.encode_ordinary(text) == reference_encode(tok, text)
-    assert tok._pair_ranks is not None
+    assert tok._bpe.pair_ranks is not None
 
 
 def test_cache_is_bounded_and_consistent(tok, monkeypatch):
-    import minigpt.tokenizer as T
+    import minigpt.tokenizer.fast as T
     monkeypatch.setattr(T, "_CACHE_MAX", 50)
-    tok._cache.clear()
+    tok._bpe.cache.clear()
     text = builtin_corpus()[:20_000]
     a = tok.encode(text)
-    assert len(tok._cache) <= 50
+    assert len(tok._bpe.cache) <= 50
     assert a == reference_encode(tok, text) == tok.encode(text)
 
 
@@ -363,7 +363,7 @@ def test_tiktoken_equal_on_tinyshakespeare(big):
     enc = _tiktoken_for(big)
     text = TINY.read_text(encoding="utf-8")
     assert big.encode(text) == enc.encode_ordinary(text)
-    big._cache.clear()
+    big._bpe.cache.clear()
     assert big.encode(text) == enc.encode_ordinary(text)
     assert big.decode(enc.encode_ordinary(text)) == text
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from minigpt.corpus import builtin_corpus
 from minigpt.errors import TokenizerFileError
 from minigpt.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
-from minigpt.tokenizer_io import bytes_to_unicode
+from minigpt.tokenizer.io import bytes_to_unicode
 
 EOT = "<|endoftext|>"
 SAMPLE = builtin_corpus()[-5000:] + " héllo 日本語 👨‍👩‍👧 e\u0301 \r\n\r\n  1234567 <|endoftext|> x"

@@ -17,6 +17,7 @@ from minigrad import optim
 from minigrad.errors import AnomalyError
 from minigpt import TokenTrace, health, trace
 from minigpt.model import GPT, GPTConfig, Recorder, record
+from minigpt.recording import recorded_names
 from minigpt.tokenizer import CharTokenizer, Tokenizer
 from minigpt.tracing import STAGES, block_graph, stage_names
 
@@ -68,7 +69,7 @@ def test_every_stage_is_present_in_order_with_the_right_shapes(bpe):
         assert a["attn.q"].shape == a["attn.k"].shape == a["attn.v"].shape == (nh, T, hs)
         assert a["scores"].shape == a["masked_scores"].shape == a["weights"].shape == (nh, T, T)
         assert np.isneginf(a["masked_scores"][:, 0, 1:]).all()         # the causal mask
-        np.testing.assert_allclose(a["weights"].sum(-1), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(a["weights"].sum(-1), 1.0, rtol=1e-6)   # the op's float32
         f = t.stage(7, layer=layer).data
         assert f["mlp.c_fc"].shape == f["mlp.gelu"].shape == (T, 4 * C)
         r = t.stage(8, layer=layer).data
@@ -142,7 +143,7 @@ def test_recorder_is_a_no_op_when_inactive_and_can_override_a_stage(bpe):
         changed = model(idx)[0].detach().numpy()
     assert not np.allclose(base, changed)
     assert not rec["h.1.mlp.gelu"].detach().numpy().any()
-    assert list(rec.tensors) == stage_names(2)
+    assert list(rec.tensors) == recorded_names(2)
 
 
 # ----------------------------------------------------------------------------- backward
@@ -247,13 +248,14 @@ def test_block_graph_tags_every_node_with_its_stage(bpe):
 class _Sections(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
-        self.stages, self.svgs, self.external = [], 0, []
+        self.stages, self.pictures, self.external = [], 0, []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == "section" and "data-stage" in a:
+        if tag == "details" and "data-stage" in a:
             self.stages.append(int(a["data-stage"]))
-        self.svgs += tag == "svg"
+        self.pictures += tag == "svg" or (tag == "img" and a.get("src", "").startswith(
+            "data:image/png;base64,"))
         for k in ("src", "href"):
             if a.get(k, "").startswith(("http", "//")):
                 self.external.append(a[k])
@@ -277,35 +279,16 @@ def test_report_json_and_html(bpe, tmp_path):
     page = t.to_html(tmp_path / "t.html")
     parser = _Sections()
     parser.feed(page)
-    assert sorted(set(parser.stages)) == list(range(1, 13))
-    assert len(parser.stages) == len(t.stages)
-    assert parser.svgs > 20 and not parser.external
+    assert parser.stages == list(range(1, 13))                  # each stage once, in order
+    assert parser.pictures > 20 and not parser.external
     assert "The gradient walking back" in page and "attention weights" in page
 
     other = trace(tiny(bpe, seed=1), bpe, PROMPT, max_new_tokens=2, target=True, label="other")
     both = t.to_html(compare=other)
     parser = _Sections()
     parser.feed(both)
-    assert len(parser.stages) == 2 * len(t.stages) and 'class="pair"' in both
+    assert parser.stages == list(range(1, 13)) and 'class="pair"' in both
     assert ">tiny<" in both and ">other<" in both
-
-
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed")
-def test_html_renders_heatmaps_in_headless_chromium(bpe, tmp_path):
-    image = pytest.importorskip("matplotlib.image")
-    page = tmp_path / "trace.html"
-    trace(tiny(bpe), bpe, PROMPT, max_new_tokens=1, target=True).to_html(page)
-    png = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={png}",
-                    "--window-size=1200,2000", page.as_uri()],
-                   check=True, timeout=120, capture_output=True)
-    pixels = image.imread(png)[..., :3]
-    assert pixels.std() > 0.05                                   # not blank
-    colourful = (pixels.max(-1) - pixels.min(-1)) > 0.3          # heatmap and badge colours
-    assert colourful.mean() > 0.01
 
 
 # ----------------------------------------------------------------------------- command line
@@ -321,7 +304,7 @@ def test_command_line_on_a_fresh_model_and_on_checkpoints(bpe, tmp_path, monkeyp
 
     models = {"a": tiny(bpe, seed=0), "b": tiny(bpe, seed=1)}
     fake = types.ModuleType("minigpt.sample")
-    fake.load_checkpoint = lambda path: (models[str(path)], bpe, {})
+    fake.load_model_and_tokenizer = lambda path: (models[str(path)], bpe, {})
     monkeypatch.setitem(sys.modules, "minigpt.sample", fake)
     out = tmp_path / "cmp"
     assert T_MOD.main(["--ckpt", "a", "--compare", "b", PROMPT, "--out", str(out), "-q",
@@ -385,3 +368,4 @@ def test_layer_health_after_an_sgd_step(bpe):
     assert rows[0]["grad_norm"] is None
     before = health.snapshot(model)
     assert health.layer_health(model, params_before=before)[1]["update_norm"] == 0.0
+
