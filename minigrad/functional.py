@@ -6,7 +6,7 @@ are in minigrad.composite; tests check that both agree, value and gradient.
 The losses (cross_entropy in PyTorch's (N, C, d...) layout, nll_loss, mse_loss, l1_loss,
 binary_cross_entropy[_with_logits]) live in losses.py and are re-exported here.
 
-Numerics (tested in tests/test_numerics.py):
+Numerics (tested in tests/minigrad/test_numerics.py):
 
 * softmax, log_softmax and cross_entropy shift by the row maximum, so any finite logits
   (±1e4 in float32, ±1e300 in float64) give finite values and finite gradients.

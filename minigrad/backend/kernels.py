@@ -13,8 +13,8 @@ Each loop has two twins, named in its caller's docstring:
 * the fused op's own code in minigrad/fused.py, written once against ``xp``: the path CuPy
   takes, and NumPy with the loops off. Adam's is ``optim.Adam._readable_update``.
 
-Tests hold them equal: tests/test_functional.py the fused ops to their composites, and
-tests/test_kernels.py every loop here to its NumPy twin, value and gradient, in float32 and
+Tests hold them equal: tests/minigrad/test_functional.py the fused ops to their composites, and
+tests/minigrad/backend/test_kernels.py every loop here to its NumPy twin, value and gradient, in float32 and
 float64. Each loop is the maths of the fused op that calls it (the derivations are there).
 They are compiled for each dtype on first use (about a second each) and cached on disk.
 

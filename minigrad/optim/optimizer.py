@@ -498,7 +498,7 @@ class Adam(Optimizer):
         state["step"] += 1
         # The readable update below, or the same steps as one compiled pass (adam_step_ in
         # minigrad/backend/kernels.py), picked by the switch the fused ops use; tests hold
-        # the two equal (tests/test_kernels.py).
+        # the two equal (tests/minigrad/backend/test_kernels.py).
         loops = None if group["amsgrad"] else backend.kernels_for(xp, p.array, grad, m, v)
         if loops is not None:
             self._compiled_update(loops, p, grad, state, group)

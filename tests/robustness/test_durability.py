@@ -26,7 +26,7 @@ from minigpt.corpus import builtin_corpus
 from minigpt.data import prepare_data, split_text
 from minigpt.train import TrainConfig, read_log, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "16",
          "--batch_size", "4", "--vocab_size", "280", "--eval_iters", "2", "--eval_interval", "50",
          "--checkpoint_interval", "25", "--max_iters", "600", "--warmup_iters", "5",

@@ -18,7 +18,7 @@ import minigrad as mg
 from minigrad import backend, nn, optim, serialization
 from minigrad.errors import ArgumentError, StateDictError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _params():

@@ -10,7 +10,7 @@ import minigrad as mg
 from minigrad import backend
 from minigrad.errors import DeviceError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("modules, owner",

@@ -21,7 +21,7 @@ from minigpt.corpus import builtin_corpus
 from minigpt.errors import ConfigError
 from minigpt.train import TrainConfig, config_from_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARSERS = {"train": lambda: train_mod.build_parser(), "sample": lambda: sample_mod.build_parser(),
            "trace": lambda: tracing.build_parser(), "bench": lambda: bench.build_parser()}
 

@@ -20,7 +20,7 @@ from minigpt.tokenizer import Tokenizer
 from minigpt.train import (LOG_COLUMNS, TrainConfig, build_parser, config_from_args,
                            field_docs, load_config_file, main, read_log, train)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 TINY_FLAGS = ["--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--block_size", "16",
               "--batch_size", "4", "--vocab_size", "280", "--eval_iters", "2",

@@ -319,7 +319,7 @@ def test_as_and_method_spellings():
 
 def test_version_is_setup_cfg_version():
     cfg = configparser.ConfigParser()
-    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    cfg.read(Path(__file__).resolve().parents[2] / "setup.cfg")
     assert mg.__version__ == cfg["metadata"]["version"]
     from minigrad import version
     assert version.version() == mg.__version__

@@ -25,7 +25,7 @@ from minigpt.ddp import (DDPError, GradBuckets, ShardSampler, array_checksum, ch
 from minigpt.errors import ConfigError
 from minigpt.train import TrainConfig, main, read_log, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 B = 4                                         # sequences per rank; the single process takes 2B
 STEPS = 6
 TINY = dict(tokenizer="char", n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.0,

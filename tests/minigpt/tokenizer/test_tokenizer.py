@@ -16,7 +16,7 @@ from minigpt.tokenizer import (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, CharToken
                                Tokenizer, get_stats, merge, train_merges)
 from minigpt.tokenizer.fast import PairRanks, _bpe_long, _bpe_short, bpe_many
 
-TINY = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
+TINY = Path(__file__).resolve().parents[3].parent / "shared/data/tinyshakespeare.txt"
 EOT = "<|endoftext|>"
 
 TRICKY = [

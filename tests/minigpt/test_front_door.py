@@ -15,7 +15,7 @@ import pytest
 
 import minigpt
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # modules that loading the tokenizer must not import: model, tracer, trainer, benchmarks,
 # sampling, health reports, checkpoints, data preparation, the CLI

@@ -6,7 +6,7 @@ from pathlib import Path
 import minigpt
 from minigpt.corpus import builtin_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_builtin_corpus_is_the_file_in_assets():
