@@ -141,7 +141,8 @@ def test_health_report_every_n_steps(tmp_path, data_file, capsys):
     """health_interval=2: steps 2 and 4 write one row per layer (emb, h.0, ln_f) to
     health.csv; the update/parameter ratio is the measured update over the weights."""
     train(tiny(tmp_path, data_file, max_iters=4, health_interval=2, n_layer=1))
-    rows = list(csv.DictReader(open(tmp_path / "out" / "health.csv")))
+    with open(tmp_path / "out" / "health.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [(r["step"], r["layer"]) for r in rows] == [
         (s, layer) for s in ("2", "4") for layer in ("emb", "h.0", "ln_f")]
     for r in rows:
@@ -399,7 +400,7 @@ def test_sample_streams_multibyte_characters_whole():
 
 def test_sample_reproducible_and_prompt_start(tmp_path, data_file):
     train(tiny(tmp_path, data_file, max_iters=1))
-    model, tok, _ = sample_mod.load_checkpoint(tmp_path / "out")
+    model, tok, _ = sample_mod.load_model_and_tokenizer(tmp_path / "out")
     a = sample_mod.sample(model, tok, "", 15, num_samples=2, seed=3)
     b = sample_mod.sample(model, tok, "", 15, num_samples=2, seed=3)
     assert a == b and len(a) == 2
@@ -413,7 +414,7 @@ def test_char_mode_on_tinyshakespeare(tmp_path):
                             n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
                             max_iters=2, eval_iters=1, num_samples=1, sample_tokens=20,
                             progress=False))
-    model, tok, _ = sample_mod.load_checkpoint(tmp_path)
+    model, tok, _ = sample_mod.load_model_and_tokenizer(tmp_path)
     assert tok.vocab_size == 65 and res.steps == 2
     assert sample_mod.start_ids(tok, "") == (tok.encode("\n"), 1)
 
