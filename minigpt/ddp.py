@@ -464,7 +464,7 @@ class DDP:
         return (f"note: {self.local_size} ranks share this node's {cores} cores and "
                 f"{' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set, so every "
                 f"rank runs {cores} threads; for speed launch with OMP_NUM_THREADS={per_rank} "
-                f"MINIGRAD_NUM_THREADS={per_rank} mpiexec ... (see the README's section on data-parallel training)")
+                f"MINIGRAD_NUM_THREADS={per_rank} mpiexec ... (see docs/ddp.md)")
 
 
 __all__ = ["DDP", "DDPError", "PeerError", "ShardSampler", "GradBuckets", "array_checksum",

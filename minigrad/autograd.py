@@ -84,6 +84,14 @@ class Function:
     saves_output = True
     view = False
 
+    def __init_subclass__(cls, **kwargs):
+        # torch's style, forward(ctx, ...) and backward(ctx, grad) as staticmethods on
+        # tensors, gets its own apply (custom_function.py); minigrad's ops keep theirs
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("forward"), staticmethod):
+            from .custom_function import ctx_apply
+            cls.apply = classmethod(ctx_apply)
+
     @classmethod
     def apply(cls, *tensors, **consts):
         # (the hot path of every op: kept lean, it is most of the cost of tiny tensors)
@@ -104,7 +112,7 @@ class Function:
             fn.stage = _current_stage
         requires_grad = False
         if _grad_enabled and cls.differentiable:
-            needs = [t.requires_grad for t in tensors]
+            needs = [t._rg for t in tensors]        # (t.requires_grad's slot)
             if True in needs:
                 requires_grad, fn.needs_grad = True, needs
         out = fn.forward(*arrays, **consts)
@@ -233,7 +241,7 @@ def _toposort(roots):
                     "earlier backward(); pass retain_graph=True to the first backward() to "
                     "backpropagate through it twice")
             for inp in fn.inputs:
-                if inp.requires_grad and id(inp) not in visited:
+                if inp._rg and id(inp) not in visited:
                     stack.append((inp, False))
     order.reverse()
     return order
@@ -307,7 +315,7 @@ def backward(root, grad, retain_graph=False, inputs=None):
                 if ig is not None:
                     _check_finite(ig, f"backward of {fn.name}", getattr(fn, "stage", None))
         for inp, ig in zip(fn.inputs, in_grads):
-            if ig is None or not inp.requires_grad:
+            if ig is None or not inp._rg:
                 continue
             if ig.shape != inp.array.shape:
                 ig = unbroadcast(ig, inp.array.shape)
@@ -323,7 +331,13 @@ def backward(root, grad, retain_graph=False, inputs=None):
 
 # ----------------------------------------------------------------------------- modes
 class no_grad(contextlib.ContextDecorator):
-    """Context manager / decorator: ops record no graph inside it."""
+    """Context manager / decorator (``@no_grad()``, or bare ``@no_grad`` as torch allows):
+    ops record no graph inside it."""
+
+    def __new__(cls, func=None):
+        if func is not None:            # used bare: @no_grad
+            return cls()(func)
+        return super().__new__(cls)
 
     def __enter__(self):
         global _grad_enabled
@@ -346,6 +360,24 @@ class enable_grad(contextlib.ContextDecorator):
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """torch.set_grad_enabled(mode): called, it sets grad mode at once; used as a context
+    manager (``with set_grad_enabled(False):``) it also restores the previous mode on exit."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self._prev, _grad_enabled = _grad_enabled, bool(mode)
+        self.mode = bool(mode)
+
+    def __enter__(self):
+        global _grad_enabled
+        _grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
 
 
 class inference_mode(contextlib.ContextDecorator):
@@ -481,3 +513,11 @@ def _check_finite(array, where, stage=None):
         at = f" (stage {stage!r})" if stage else ""
         raise AnomalyError(f"detect_anomaly: {bad} first appeared in the {where}{at}, "
                            f"output shape {tuple(array.shape)}")
+
+
+def Variable(data, requires_grad=False, volatile=False):     # noqa: N802  (torch's name)
+    """torch.autograd.Variable, from before tensors carried gradients: the tensor itself,
+    with requires_grad set as asked (``volatile`` is ignored, as in torch 0.4 on)."""
+    if requires_grad:
+        data.requires_grad_(True)
+    return data

@@ -5,7 +5,7 @@ maths, and autograd derives its gradient from the primitives in ops.py. The same
 ops also exist fused (fused.py: one node with a hand-derived backward, whose NumPy
 code is the path CuPy takes) and, for the CPU, compiled (backend/kernels.py); each
 fused op's docstring names its twin here and its compiled loop. The tests check that
-each one equals its fused twin in value and gradient (tests/test_functional.py).
+each one equals its fused twin in value and gradient (tests/minigrad/test_functional.py).
 """
 from __future__ import annotations
 

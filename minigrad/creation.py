@@ -43,7 +43,7 @@ def _check_shape(fn: str, shape) -> tuple:
 
 def _full(shape, value, dtype, device, requires_grad, fn="shape"):
     shape = _check_shape(fn, shape)
-    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+    if not isinstance(value, numbers.Number):
         if not (hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0):
             raise DTypeError(f"{fn}: fill_value must be a number, got "
                              f"{type(value).__name__} {value!r}")
@@ -69,8 +69,9 @@ def empty(*shape, dtype=None, device=None, requires_grad=False):
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
-    if dtype is None and isinstance(fill_value, (int, np.integer)) and not isinstance(
-            fill_value, bool):
+    if dtype is None and isinstance(fill_value, (bool, np.bool_)):
+        dtype = np.bool_                # torch: the fill value's type picks the dtype
+    elif dtype is None and isinstance(fill_value, (int, np.integer)):
         dtype = np.int64
     return _full(shape, fill_value, dtype, device, requires_grad, "full")
 
@@ -121,9 +122,18 @@ def rand(*shape, dtype=None, device=None, requires_grad=False):
     return _leaf(data, requires_grad)
 
 
-def randint(low, high, size, dtype=np.int64, device=None):
+def randint(*args, size=None, dtype=np.int64, device=None, requires_grad=False):
+    """Integers drawn uniformly from [low, high): ``randint(high, size)`` or
+    ``randint(low, high, size)``, size a tuple (torch's signatures)."""
+    if size is None and args:
+        args, size = args[:-1], args[-1]
+    if len(args) not in (1, 2) or isinstance(size, numbers.Number):
+        raise ArgumentError(f"randint: expected randint(high, size) or randint(low, high, "
+                            f"size) with size a tuple such as (3,), got arguments "
+                            f"{args + (size,)}")
+    low, high = (0, args[0]) if len(args) == 1 else args
     device = backend.check_device(device)
-    size = _check_shape("randint", (size,) if isinstance(size, numbers.Integral) else size)
+    size = _check_shape("randint", size)
     for name, v in (("low", low), ("high", high)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             raise ArgumentError(f"randint: {name} must be an int, got {v!r}")
@@ -131,7 +141,33 @@ def randint(low, high, size, dtype=np.int64, device=None):
         raise ArgumentError(f"randint: expected low < high, got low={low}, high={high}")
     gen = backend.rng(device)
     data = gen.integers(low, high, size=size) if device == "cpu" else gen.randint(low, high, size)
-    return _leaf(data.astype(dtype), False)
+    return _leaf(data.astype(as_dtype(dtype)), requires_grad)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    return rand(t.shape, dtype=dtype or _float_like(t), device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def _float_like(t):
+    """t's dtype for the random draws; torch.rand_like of an integer tensor is an error."""
+    if t.dtype.kind != "f":
+        raise DTypeError(f"rand_like: the tensor has dtype {t.dtype}; uniform draws need a "
+                         f"floating-point dtype: pass dtype=mg.float32")
+    return t.dtype
+
+
+def randint_like(t, low=0, high=None, *, dtype=None, device=None, requires_grad=False):
+    """randint of t's shape (and dtype): ``randint_like(t, high)`` or ``(t, low, high)``."""
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                   requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return empty(t.shape, dtype=dtype or t.dtype, device=device or t.device,
+                 requires_grad=requires_grad)
 
 
 def randn_like(t, dtype=None, device=None, requires_grad=False):

@@ -33,6 +33,25 @@ float32 = np.dtype(np.float32)
 float64 = np.dtype(np.float64)
 
 short, half, double, long = int16, float16, float64, int64
+
+
+class UnsupportedDType:
+    """A torch dtype name that NumPy (so minigrad) has no dtype for: it exists, so that a
+    script's table of dtypes (nanoGPT's {'bfloat16': torch.bfloat16, ...}) loads, and any
+    use of it is an error saying what to use instead."""
+
+    def __init__(self, name, advice):
+        self.name, self.advice = name, advice
+
+    def __repr__(self):
+        return self.name
+
+    def error(self):
+        return f"dtype {self.name} is not supported: {self.advice}"
+
+
+bfloat16 = UnsupportedDType("bfloat16", "NumPy has no bfloat16; use mg.float32 (or "
+                                        "mg.float16 for half precision)")
 DEFAULT_FLOAT = float32     # what Python floats, and true division of integers, become
 
 # torch's names (module attributes of minigrad; float/int/bool shadow builtins only there)

@@ -6,7 +6,7 @@ are in minigrad.composite; tests check that both agree, value and gradient.
 The losses (cross_entropy in PyTorch's (N, C, d...) layout, nll_loss, mse_loss, l1_loss,
 binary_cross_entropy[_with_logits]) live in losses.py and are re-exported here.
 
-Numerics (tested in tests/test_numerics.py):
+Numerics (tested in tests/minigrad/test_numerics.py):
 
 * softmax, log_softmax and cross_entropy shift by the row maximum, so any finite logits
   (±1e4 in float32, ±1e300 in float64) give finite values and finite gradients.
@@ -24,6 +24,7 @@ Numerics (tested in tests/test_numerics.py):
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -34,6 +35,7 @@ from . import ops as O
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
 from .losses import (binary_cross_entropy, binary_cross_entropy_with_logits,  # noqa: F401
                      cross_entropy, l1_loss, mse_loss, nll_loss, softplus)
+from .inplace import apply_inplace
 from .tensor import Tensor, where
 
 
@@ -76,6 +78,7 @@ def log_softmax(x: Tensor, dim=None) -> Tensor:
 
 def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     """GELU; approximate="tanh" is the form GPT-2 uses, "none" the exact x * Phi(x)."""
+    _float_input("gelu", "input", x)
     if approximate == "tanh":
         return FU.GeluTanh.apply(x)
     if approximate == "none":
@@ -84,12 +87,21 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
 
 
 def layer_norm(x: Tensor, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
-    """Normalise over the last dimension (the only one supported), then scale and shift."""
+    """Normalise over the last dims (``normalized_shape``), then scale and shift."""
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(shape) != 1 or x.shape[-1:] != shape:
-        raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimension "
+    if not shape or x.shape[len(x.shape) - len(shape):] != shape:
+        raise ShapeError(f"layer_norm: normalized_shape {shape} must be the last dimensions "
                          f"of the input, got input shape {x.shape}")
     _float_input("layer_norm", "input", x)
+    if len(shape) > 1:      # several dims: as one, of their product
+        n = math.prod(shape)
+        for name, p in (("weight", weight), ("bias", bias)):
+            if p is not None and p.shape != shape:
+                raise ShapeError(f"layer_norm: {name} must have shape {shape}, got {p.shape}")
+        flat = layer_norm(x.reshape(x.shape[:len(x.shape) - len(shape)] + (n,)), n,
+                          None if weight is None else weight.reshape(n),
+                          None if bias is None else bias.reshape(n), eps)
+        return flat.reshape(x.shape)
     xp = backend.get_array_module(x.array)
     if weight is None:
         weight = Tensor._make(xp.ones(shape, dtype=x.dtype), False)
@@ -110,10 +122,12 @@ def _dropout_mask(shape, p: float, dtype, device):
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
-def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False):
     """Zero each element with probability p and scale the rest by 1/(1-p) (training only)."""
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
         raise ArgumentError(f"dropout: p must be in [0, 1], got {p!r}")
+    if inplace and training and p > 0:
+        return apply_inplace(x, "dropout_", lambda old: dropout(old, p, training))
     if not training or p == 0:
         return x
     if p == 1:
@@ -137,8 +151,22 @@ def linear(x: Tensor, weight: Tensor, bias=None) -> Tensor:
     return FU.Linear.apply(*args)
 
 
-def embedding(idx, weight: Tensor) -> Tensor:
-    """Rows of ``weight`` picked by integer ``idx``; repeated ids add up in backward."""
+def embedding(idx, weight: Tensor, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False) -> Tensor:
+    """Rows of ``weight`` picked by integer ``idx``; repeated ids add up in backward. The
+    row ``padding_idx`` gets no gradient (torch's padding_idx)."""
+    if max_norm is not None or scale_grad_by_freq or sparse:
+        raise ArgumentError("embedding: max_norm, scale_grad_by_freq and sparse are not "
+                            "supported; renormalise the weight yourself under no_grad()")
+    if padding_idx is not None:
+        n = weight.shape[0]
+        if not -n <= padding_idx < n:
+            raise IndexRangeError(f"embedding: padding_idx {padding_idx} must be within the "
+                                  f"{n} rows")
+        out = embedding(idx, weight)
+        ids = idx.array if isinstance(idx, Tensor) else np.asarray(idx)
+        pad = backend.to_device(ids == padding_idx % n, weight.device)[..., None]
+        return where(pad, out.detach(), out)      # the padding row's gradient is 0
     data = idx.array if isinstance(idx, Tensor) else idx
     if not hasattr(data, "dtype"):
         data = np.asarray(data)
@@ -248,8 +276,9 @@ def _check_kv_cache(qkv, n_head: int, kv_cache) -> dict:
     return {"k_cache": k, "v_cache": v, "cache_start": int(length)}
 
 
-def relu(x):
-    return x.relu()
+def relu(x, inplace: bool = False):
+    """max(x, 0); inplace=True writes it into x (under the in-place rules) and returns x."""
+    return x.relu_() if inplace else x.relu()
 
 
 def tanh(x):
@@ -260,6 +289,25 @@ def sigmoid(x):
     return x.sigmoid()
 
 
-def leaky_relu(x, negative_slope: float = 0.01):
+def leaky_relu(x, negative_slope: float = 0.01, inplace: bool = False):
     """x where x > 0, else negative_slope * x (the slope's gradient at 0, as PyTorch)."""
+    _float_input("leaky_relu", "input", x)
+    if inplace:
+        return apply_inplace(x, "leaky_relu_", lambda old: leaky_relu(old, negative_slope))
     return where(x.array > 0, x, x * negative_slope)
+
+
+# torch.nn.functional's other everyday names (activations, normalize, batch_norm, one_hot,
+# convolution, pooling, pad, more losses) live in these modules
+from .conv import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, conv1d, conv2d,  # noqa: E402,F401
+                   max_pool1d, max_pool2d, pad)
+from .functional_extra import (batch_norm, cosine_similarity, elu, hardtanh,  # noqa: E402,F401
+                               logsigmoid, mish, normalize, pairwise_distance, relu6, silu,
+                               softsign)
+from .indexing import one_hot  # noqa: E402,F401
+from .losses import huber_loss, kl_div, smooth_l1_loss  # noqa: E402,F401
+
+
+def __getattr__(name):
+    from .missing import missing
+    raise missing("functional", name)

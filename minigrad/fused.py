@@ -9,7 +9,7 @@ Each op here exists three times; its docstring names the other two:
 * on contiguous float32/float64 NumPy arrays, its compiled loop in backend/kernels.py,
   picked per call by ``kernels_for``.
 
-tests/test_functional.py holds each op equal to its composite, and tests/test_kernels.py
+tests/minigrad/test_functional.py holds each op equal to its composite, and tests/minigrad/backend/test_kernels.py
 each compiled loop equal to the NumPy code, value and gradient, in float32 and float64.
 """
 from __future__ import annotations
@@ -583,8 +583,8 @@ def _by_batch(batch, n_head, *arrays):
 @register
 class MultiHeadAttention(Function):
     """A GPT block's attention from qkv. Composite twin: split qkv into heads, then
-    composite.attention per head (tests/test_functional.py writes it out). Compiled loops:
-    Attention's, per piece of the heads."""
+    composite.attention per head (tests/minigrad/test_functional.py writes it out).
+    Compiled loops: Attention's, per piece of the heads."""
     # The whole attention of a GPT block after c_attn, in one node:
     # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
     # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested

@@ -186,7 +186,7 @@ def _rebase(t, new):
     if s is not None:           # the old version no longer fills t.grad (retain_grad)
         s._real, s._vc = None, t._vc
     t._stand_in, t._hooks = None, None
-    t._ctx, t.requires_grad = new._ctx, new.requires_grad
+    t._ctx, t._rg = new._ctx, new._rg
     vc = t._vc
     vc.gen += 1                 # views made before now are re-derived when next used
     if vc.has_views:
@@ -217,6 +217,19 @@ def replay(cls, array, consts):
 
 
 # ----------------------------------------------------------------------------- the methods
+def _twin(method):
+    """The in-place method ``method + '_'``: the out-of-place ``method`` written into the
+    tensor under apply_inplace's rules (the operands' tensors join the graph)."""
+    name = method + "_"
+
+    def inplace(self, *args, **kwargs):
+        return apply_inplace(self, name, lambda old: getattr(old, method)(*args, **kwargs),
+                             args + tuple(kwargs.values()), saves_old=True)
+    inplace.__name__ = inplace.__qualname__ = name
+    inplace.__doc__ = f"{method}, in place: x.{name}(...) writes x.{method}(...) into x."
+    return inplace
+
+
 class InplaceMixin:
     """Tensor's in-place methods (Tensor derives from this class)."""
 
@@ -252,9 +265,22 @@ class InplaceMixin:
         return apply_inplace(self, "div_", lambda old: old / other, (other,), saves_old=True)
 
     def clamp_(self, min=None, max=None):
-        return apply_inplace(self, "clamp_", lambda old: old.clip(min, max))
+        return apply_inplace(self, "clamp_", lambda old: old.clip(min, max), (min, max))
 
     clip_ = clamp_
+
+    # the in-place twins of the elementwise methods (x.exp_() is x.exp() written into x)
+    exp_, log_, sqrt_, rsqrt_ = _twin("exp"), _twin("log"), _twin("sqrt"), _twin("rsqrt")
+    abs_, neg_, sign_, square_ = _twin("abs"), _twin("neg"), _twin("sign"), _twin("square")
+    relu_, sigmoid_, tanh_ = _twin("relu"), _twin("sigmoid"), _twin("tanh")
+    sin_, cos_, reciprocal_ = _twin("sin"), _twin("cos"), _twin("reciprocal")
+    log1p_, expm1_, floor_, ceil_ = _twin("log1p"), _twin("expm1"), _twin("floor"), _twin("ceil")
+    round_, trunc_, pow_, lerp_ = _twin("round"), _twin("trunc"), _twin("pow"), _twin("lerp")
+    remainder_, fmod_, nan_to_num_ = _twin("remainder"), _twin("fmod"), _twin("nan_to_num")
+    addcmul_, addcdiv_ = _twin("addcmul"), _twin("addcdiv")
+    clamp_min_, clamp_max_ = _twin("clamp_min"), _twin("clamp_max")
+    scatter_, scatter_add_, index_add_ = _twin("scatter"), _twin("scatter_add"), \
+        _twin("index_add")
 
     def masked_fill_(self, mask, value):
         """masked_fill, in place."""
@@ -282,7 +308,7 @@ class InplaceMixin:
         """Copy ``src``'s values in (broadcast to this shape, cast to this dtype, moved to
         this device); the gradient flows back to ``src``."""
         if not isinstance(src, T.Tensor):
-            src = T.Tensor(src, device=self.device)
+            src = T._C.tensor(src, device=self.device)
         T._check_broadcast("copy_", src.shape, self.shape, target=self.shape)
         return apply_inplace(self, "copy_", lambda old: _replace(old, src), (src,),
                              unsafe_cast=True)
@@ -313,7 +339,7 @@ class InplaceMixin:
         dtype); under autograd it is recorded like any in-place op (see inplace.py)."""
         arr_index = T._index_arg(index)
         if not isinstance(value, T.Tensor):
-            value = T.Tensor(value, device=self.device)
+            value = T._C.tensor(value, device=self.device)
         if value.dtype != self.dtype:
             value = value.astype(self.dtype)
         _check_device("index assignment", self, value)

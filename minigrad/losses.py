@@ -24,7 +24,7 @@ from . import backend
 from . import fused as FU
 from . import ops as O
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
-from .tensor import Tensor
+from .tensor import Tensor, where
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -90,6 +90,9 @@ def _classes_last(fn: str, x: Tensor):
 
 def _class_targets(fn: str, x: Tensor, t, batch, ignore_index):
     """Integer targets checked against the layout and the number of classes, flat (M,)."""
+    if t.dtype != np.int64 and t.dtype != np.uint8:     # torch's rule: Long or Byte
+        raise DTypeError(f"{fn}: expected target dtype to be int64 (long) or uint8, got "
+                         f"{t.dtype}; convert the class indices: target.long()")
     n_classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     if tuple(t.shape) != batch:
         hint = ""
@@ -248,11 +251,54 @@ def l1_loss(input: Tensor, target, reduction: str = "mean") -> Tensor:
     return _reduce((input - target).abs(), reduction)
 
 
+def smooth_l1_loss(input: Tensor, target, reduction: str = "mean", beta: float = 1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
+    _check_reduction("smooth_l1_loss", reduction)
+    input, target = _pair("smooth_l1_loss", input, target)
+    d = (input - target).abs()
+    if beta == 0:
+        return _reduce(d, reduction)
+    return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target, reduction: str = "mean", delta: float = 1.0):
+    """0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta): smooth_l1_loss * delta."""
+    _check_reduction("huber_loss", reduction)
+    input, target = _pair("huber_loss", input, target)
+    d = (input - target).abs()
+    return _reduce(where(d <= delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction)
+
+
+def kl_div(input: Tensor, target, reduction: str = "mean", log_target: bool = False):
+    """KL(target || q) pointwise, with ``input`` = log q: target (log target - input), 0
+    where target is 0 (log_target=True: target is given as log probabilities).
+    reduction='batchmean' divides the sum by the batch size (the true KL divergence);
+    'mean', as in torch, divides by the number of elements."""
+    fn = "kl_div"
+    if reduction not in REDUCTIONS + ("batchmean",):
+        raise ArgumentError(f"{fn}: reduction must be 'batchmean', 'mean', 'sum' or 'none', "
+                            f"got {reduction!r}")
+    _float_input(fn, "input", input)
+    target = _as_tensor(fn, "target", target, input)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        positive = target > 0
+        safe = where(positive, target, 1.0)               # log(1) = 0 where target is 0
+        loss = where(positive, target * (safe.log() - input), 0.0)
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
 # ----------------------------------------------------------------------------- binary
 
 
 def _binary_pair(fn: str, input, target, weight):
     _float_input(fn, "input", input)
+    if isinstance(target, Tensor) and target.array.dtype.kind != "f":
+        raise DTypeError(f"{fn}: target must be a floating-point tensor (probabilities), "
+                         f"got dtype {target.dtype}; convert it: target.float()")
     target = _as_tensor(fn, "target", target, input)
     if target.shape != input.shape:
         raise ShapeError(f"{fn}: target of shape {target.shape} must have the input's shape "

@@ -31,6 +31,7 @@ def _return_type(name):
 
 max_result, min_result = _return_type("max"), _return_type("min")
 sort_result, topk_result = _return_type("sort"), _return_type("topk")
+median_result = _return_type("median")
 
 def _xp(x):
     return backend.get_array_module(x.array)
@@ -48,6 +49,12 @@ def _float(fn, x):
     if x.array.dtype.kind != "f":
         raise DTypeError(f"{fn}: expected a floating-point tensor, got dtype {x.array.dtype} "
                          f"(convert with .float())")
+
+
+def _not_bool(fn, x):
+    if x.array.dtype == bool:
+        raise DTypeError(f"{fn}: not implemented for bool tensors (as torch); convert first: "
+                         f"x.long()")
 
 
 def _nonempty(fn, x, axis):
@@ -154,6 +161,9 @@ def argmin(x, dim=None, keepdim=False):
 
 
 def _argext(fn, x, dim, keepdim):
+    if x.array.dtype == bool:
+        raise DTypeError(f"{fn}(): does not support bool input (as torch); convert it: "
+                         f"x.long().{fn}() or x.float().{fn}()")
     xp = _xp(x)
     find = xp.argmax if fn == "argmax" else xp.argmin
     if dim is None:
@@ -201,6 +211,7 @@ def argsort(x, dim=-1, descending=False, stable=False):
 def topk(x, k, dim=-1, largest=True, sorted=True):
     """torch.topk: the k largest (smallest with largest=False) values along dim and their
     indices, in order; ties keep the lower index first."""
+    _not_bool("topk", x)
     axis = x._dim("topk", dim)
     n = x.shape[axis] if x.ndim else 1
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= n:
@@ -211,6 +222,27 @@ def topk(x, k, dim=-1, largest=True, sorted=True):
     xp = _xp(x)
     idx = xp.take(_order(x.array, axis, largest), xp.arange(k), axis=axis)
     return topk_result(O.Gather.apply(x, index=idx, axis=axis), _indices(idx))
+
+
+def median(x, dim=None, keepdim=False):
+    """torch.median: the lower of the two middle values for an even count (not their mean,
+    as NumPy's). Without dim, of all elements (0-d); with dim, a named (values, indices)
+    pair. NaN counts as the largest value. The gradient goes to the median element."""
+    _not_bool("median", x)
+    if dim is None:
+        flat = x.reshape(-1)
+        _nonempty("median", flat, 0)
+        return sort(flat).values[(flat.shape[0] - 1) // 2]
+    axis = _one_dim("median", x, dim)
+    if x.ndim == 0:
+        return median_result(x, _indices(_xp(x).zeros((), np.int64)))
+    _nonempty("median", x, axis)
+    s = sort(x, axis)
+    k = (x.shape[axis] - 1) // 2
+    values, indices = s.values.select(axis, k), s.indices.select(axis, k)
+    if keepdim:
+        values, indices = values.unsqueeze(axis), indices.unsqueeze(axis)
+    return median_result(values, indices)
 
 
 def cumsum(x, dim, dtype=None):

@@ -1,17 +1,24 @@
 """Shape and selection methods with PyTorch's names, built on the primitive ops (so their
 gradients come from Reshape, Expand, GetItem, Where, Permute): ``repeat``,
 ``index_select``, ``select``, ``unbind``, ``narrow``, ``masked_select``, ``tril`` /
-``triu``, ``t()``, ``mT``, ``T``. Each takes the tensor first; Tensor's methods call them.
+``triu``, ``t()``, ``mT``, ``T``, ``flatten``, ``split``, ``chunk``, ``flip``, ``roll``,
+``movedim``, ``unflatten``; ``cat``, ``stack``; and the one op of its own, ``Contiguous``
+(a row-major copy, for ``x.contiguous()``).
+Each takes the tensor first; Tensor's methods (everyday.py) call them.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 
 import numpy as np
 
 from . import backend
+from . import ops as O
+from .autograd import Function, register
 from .errors import ArgumentError, DTypeError, IndexRangeError, ShapeError
+from .indexing import scatter
 from .tensor import Tensor, _check_broadcast, _shape_arg, where
 
 
@@ -129,7 +136,7 @@ def _triangle(fn, x, diagonal, keep):
     diagonal = _int(fn, "diagonal", diagonal)
     xp = backend.get_array_module(x.array)
     mask = keep(xp.ones(x.shape[-2:], dtype=bool), k=diagonal)
-    return where(Tensor._make(mask, False), x, 0)
+    return where(Tensor._make(mask, False), x, x._wrap_as(0, x.dtype))     # x's dtype kept
 
 
 def tril(x, diagonal=0):
@@ -167,3 +174,201 @@ def reverse_dims(x):
                       f"x.permute(*reversed(range(x.ndim))) to reverse the dims", UserWarning,
                       stacklevel=3)
     return x.permute(*reversed(range(x.ndim))) if x.ndim > 1 else x
+
+
+def flatten(self, start_dim=0, end_dim=-1):
+    """Dims start_dim..end_dim merged into one (a 0-d tensor becomes shape (1,))."""
+    if self.ndim == 0:
+        return self.reshape(1)
+    start, end = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
+    if start > end:
+        raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                         f"for a tensor of shape {self.shape}")
+    merged = math.prod(self.shape[start:end + 1])
+    return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
+
+
+def split(self, split_size, dim=0):
+    """Pieces of ``split_size`` along dim (or of the sizes in a list), like torch."""
+    dim = self._dim("split", dim)
+    n = self.shape[dim]
+    if isinstance(split_size, numbers.Integral) and (isinstance(split_size, bool)
+                                                     or split_size < 1):
+        raise ArgumentError(f"split: split_size must be a positive int (or a list of "
+                            f"sizes), got {split_size!r}")
+    sizes = ([split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+             if isinstance(split_size, numbers.Integral) else list(split_size))
+    if sum(sizes) != n:
+        raise ShapeError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
+    out, start = [], 0
+    index = [slice(None)] * self.ndim
+    for s in sizes:
+        index[dim] = slice(start, start + s)
+        out.append(self[tuple(index)])
+        start += s
+    return tuple(out)
+
+def chunk(self, chunks, dim=0):
+    """``chunks`` pieces along dim (the last one smaller if needed), like torch."""
+    if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks < 1:
+        raise ArgumentError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    dim = self._dim("chunk", dim)
+    return self.split(-(-self.shape[dim] // chunks), dim)
+
+
+def cat(tensors, dim=0):
+    """The tensors joined along an existing dim (shapes equal elsewhere)."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ArgumentError("cat: expected a non-empty list of tensors, got an empty one")
+    ref = tensors[0]
+    dim = ref._dim("cat", dim)
+    for i, t in enumerate(tensors):
+        if t.ndim != ref.ndim or any(
+                s != r for j, (s, r) in enumerate(zip(t.shape, ref.shape)) if j != dim % ref.ndim):
+            raise ShapeError(f"cat: tensor {i} has shape {t.shape}, which does not match "
+                             f"tensor 0's shape {ref.shape} outside dim {dim}")
+    return O.Cat.apply(*tensors, axis=dim % ref.ndim)
+
+
+def stack(tensors, dim=0):
+    """The tensors (of one shape) joined along a new dim."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ArgumentError("stack: expected a non-empty list of tensors, got an empty one")
+    for i, t in enumerate(tensors):
+        if t.shape != tensors[0].shape:
+            raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
+                             f"{tensors[0].shape} like tensor 0")
+    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
+
+
+# ----------------------------------------------------------------------------- layout
+def view(x, shape):
+    """x.reshape(shape), which as torch's view refuses a view (of a transposed or sliced
+    tensor) whose memory cannot be reshaped without a copy (``x.t().view(-1)``): write
+    .reshape(...) or .contiguous().view(...) there."""
+    if x._view is not None and not x.array.flags.c_contiguous:
+        target = _shape_arg(shape)
+        try:
+            probe = x.array.view()
+            probe.shape = target          # NumPy refuses when it would need a copy
+        except AttributeError:
+            raise ShapeError(f"view: view size is not compatible with input tensor's size and "
+                             f"stride (at least one dimension spans across two contiguous "
+                             f"subspaces): a view of shape {x.shape} (e.g. transposed) to "
+                             f"{target}; use .reshape(...) instead, or "
+                             f".contiguous().view(...)") from None
+        except (ValueError, TypeError):
+            pass                          # a bad shape: reshape names it
+    return x.reshape(*shape)
+
+
+def diag(x, diagonal=0):
+    """A 1-D x as a square matrix with x on its ``diagonal``; a 2-D x's diagonal as 1-D."""
+    diagonal = _int("diag", "diagonal", diagonal)
+    xp = backend.get_array_module(x.array)
+    if x.ndim == 1:
+        n = x.shape[0] + abs(diagonal)
+        rows = xp.arange(x.shape[0]) + max(-diagonal, 0)
+        cols = xp.arange(x.shape[0]) + max(diagonal, 0)
+        flat = Tensor._make(xp.zeros(n * n, dtype=x.array.dtype), False)
+        return scatter(flat, 0, rows * n + cols, x).reshape(n, n)
+    if x.ndim != 2:
+        raise ShapeError(f"diag: expected a 1-D or 2-D tensor, got shape {x.shape}")
+    n = max(0, min(x.shape[0] + min(diagonal, 0), x.shape[1] - max(diagonal, 0)))
+    rows = xp.arange(n) + max(-diagonal, 0)
+    return x[rows, rows + diagonal]
+
+
+@register
+class Contiguous(Function):
+    # a row-major copy of x (x.contiguous() of a transposed x): the values are x's, so the
+    # gradient passes unchanged
+    saved_inputs = ()
+    saves_output = False
+
+    def forward(self, x):
+        return self.xp.ascontiguousarray(x)
+
+    def backward(self, g):
+        return g
+
+
+def _dims(fn, x, dims):
+    dims = (dims,) if isinstance(dims, numbers.Integral) else tuple(dims)
+    out = tuple(x._dim(fn, d) for d in dims)
+    if len(set(out)) != len(out):
+        raise ArgumentError(f"{fn}: dims {dims} name one dim twice")
+    return out
+
+
+def flip(x, dims):
+    """x reversed along each of ``dims`` (a copy, as in torch)."""
+    if x.ndim == 0:
+        return x.clone()
+    dims = _dims("flip", x, dims)
+    index = tuple(slice(None, None, -1) if d in dims else slice(None) for d in range(x.ndim))
+    return Contiguous.apply(O.GetItem.apply(x, index=index))
+
+
+def roll(x, shifts, dims=None):
+    """x's entries moved ``shifts`` places along ``dims``, wrapping around (torch.roll);
+    without dims, over the flattened tensor (the shape kept)."""
+    if dims is None:
+        return roll(x.flatten(), shifts, 0).reshape(x.shape)
+    shifts = (shifts,) if isinstance(shifts, numbers.Integral) else tuple(shifts)
+    dims = _dims("roll", x, dims)
+    if len(shifts) != len(dims):
+        raise ArgumentError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+    for s, d in zip(shifts, dims):
+        n = x.shape[d]
+        s = _int("roll", "shifts", s) % n if n else 0
+        if s:
+            head = (slice(None),) * d
+            x = cat([x[head + (slice(n - s, None),)], x[head + (slice(0, n - s),)]], dim=d)
+    return x
+
+
+def movedim(x, source, destination):
+    """The dims ``source`` moved to the positions ``destination`` (the others keep their
+    order), as torch.movedim."""
+    src = _dims("movedim", x, source)
+    dst = _dims("movedim", x, destination)
+    if len(src) != len(dst):
+        raise ArgumentError(f"movedim: source {source} and destination {destination} must "
+                            f"name as many dims")
+    order = [d for d in range(x.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return x.permute(*order)
+
+
+def unflatten(x, dim, sizes):
+    """Dim ``dim`` split into ``sizes`` (one may be -1), as torch.unflatten."""
+    dim = x._dim("unflatten", dim)
+    sizes = tuple(_int("unflatten", "sizes", s) for s in sizes)
+    known = math.prod(s for s in sizes if s != -1)
+    if sizes.count(-1) > 1 or (-1 not in sizes and known != x.shape[dim]) or (
+            -1 in sizes and (known == 0 or x.shape[dim] % known)):
+        raise ShapeError(f"unflatten: sizes {sizes} do not multiply to dim {dim} of size "
+                         f"{x.shape[dim]}")
+    return x.reshape(x.shape[:dim] + sizes + x.shape[dim + 1:])
+
+
+def repeat_interleave(x, repeats, dim=None):
+    """Each entry repeated ``repeats`` times in place along dim (an int, or a 1-D tensor of
+    counts, one per entry); without dim, over the flattened tensor (torch.repeat_interleave)."""
+    if dim is None:
+        x, dim = x.reshape(-1), 0
+    dim = x._dim("repeat_interleave", dim)
+    n = x.shape[dim]
+    counts = repeats.array if isinstance(repeats, Tensor) else repeats
+    if isinstance(counts, numbers.Integral) or getattr(counts, "ndim", 1) == 0:
+        counts = np.full(n, int(counts))
+    counts = backend.to_numpy(np.asarray(counts) if not hasattr(counts, "dtype") else counts)
+    if counts.shape != (n,) or (counts < 0).any():
+        raise ShapeError(f"repeat_interleave: repeats must be an int >= 0 or one count per "
+                         f"entry ({n}) along dim {dim}, got {repeats!r}"[:200])
+    index = np.repeat(np.arange(n), counts)
+    return index_select(x, dim, Tensor._make(backend.to_device(index, x.device), False))

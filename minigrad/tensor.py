@@ -5,6 +5,7 @@ ops.py / fused.py and the graph walking in autograd.py.
 """
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import math
@@ -12,10 +13,11 @@ import numbers
 
 import numpy as np
 
-from . import autograd, backend, dtypes
+from . import autograd, backend, devices, dtypes
 from . import ops as O
 from .errors import (ArgumentError, ConversionError, DTypeError, GraphError, IndexRangeError,
                      ShapeError)
+from .everyday import EverydayMixin
 from .inplace import InplaceMixin
 from .truth import TruthMixin
 
@@ -26,6 +28,8 @@ def as_dtype(dtype):
     """NumPy dtype from a dtype (mg.float32 is one), a dtype name ("float64") or a type."""
     if dtype is None:
         return None
+    if isinstance(dtype, dtypes.UnsupportedDType):
+        raise DTypeError(dtype.error())
     try:
         return np.dtype(dtype)
     except TypeError:
@@ -33,29 +37,39 @@ def as_dtype(dtype):
                          f"{dtype!r}") from None
 
 
-class Tensor(TruthMixin, InplaceMixin):
+class Tensor(TruthMixin, InplaceMixin, EverydayMixin):
     """A NumPy/CuPy array (``.array``), its gradient and the op that made it. Truth and
-    comparison live in truth.py, the in-place methods in inplace.py."""
+    comparison live in truth.py, the in-place methods in inplace.py, the everyday PyTorch
+    methods that forward to reductions.py, shape_ops.py, ... in everyday.py."""
 
-    __slots__ = ("array", "grad", "requires_grad", "_ctx", "_hooks", "_retain_grad", "name",
+    __slots__ = ("array", "grad", "_rg", "_ctx", "_hooks", "_retain_grad", "name",
                  "_stand_in", "_real", "_vc", "_view", "__weakref__")
     __array_priority__ = 1000   # ndarray + Tensor defers to Tensor.__radd__
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
-        """Wrap ``data``: a Tensor or NumPy/CuPy array (shared, keeping its dtype) or
-        Python data (lists, numbers: floats become float32, ints int64, as torch.tensor)."""
+    def __init__(self, data, *sizes, dtype=None, device=None, requires_grad=False):
+        """Wrap ``data``: a Tensor or NumPy/CuPy array (shared, keeping its dtype, as
+        torch.from_numpy does). Python data has torch.Tensor's (legacy) meaning: a nested
+        list holds float32 values (a torch.FloatTensor), and ints are sizes: Tensor(2, 3)
+        is a (2, 3) float32 tensor of zeros (torch leaves it uninitialised). For the dtype
+        of the data (ints: int64), write mg.tensor(data), as torch.tensor."""
         dtype = as_dtype(dtype)
         if isinstance(data, Tensor):
             data = data.array
+        elif sizes or (isinstance(data, numbers.Integral) and not isinstance(data, np.generic)):
+            data = np.zeros(_legacy_sizes((data,) + sizes), dtype or DEFAULT_FLOAT)
         if device is None:
             device = backend.device_of(data) if _is_array(data) else backend.get_default_device()
         device = backend.check_device(device)
         xp = backend.xp_for(device)
         if not _is_array(data):
+            if not isinstance(data, (np.generic, list, tuple)):
+                raise DTypeError(f"Tensor: data must be a sequence (a nested list) or an "
+                                 f"array, got {type(data).__name__} {data!r}; for a 0-d "
+                                 f"tensor write mg.tensor({data!r})")
             from_python = not isinstance(data, np.generic)
             data = np.asarray(data)
             if dtype is None and from_python:
-                dtype = dtypes.python_default(data)
+                dtype = DEFAULT_FLOAT
         if data.dtype.kind not in "biuf":
             raise DTypeError(f"tensor: data of dtype {data.dtype} is not numeric")
         data = backend.to_device(data, device)
@@ -68,7 +82,7 @@ class Tensor(TruthMixin, InplaceMixin):
         self._retain_grad = False
         self.name = None
         self._stand_in = self._real = self._vc = self._view = None
-        self.requires_grad = False
+        self._rg = False            # requires_grad (the property checks what is set)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -77,7 +91,7 @@ class Tensor(TruthMixin, InplaceMixin):
         """Fast path for the engine: wrap an array that is already right."""
         t = object.__new__(cls)
         t.array, t.grad, t._ctx, t._hooks = data, None, None, None
-        t._retain_grad, t.name, t.requires_grad = False, None, requires_grad
+        t._retain_grad, t.name, t._rg = False, None, requires_grad
         t._stand_in = t._real = t._vc = t._view = None
         return t
 
@@ -90,7 +104,7 @@ class Tensor(TruthMixin, InplaceMixin):
         if s is None:
             xp = backend.get_array_module(self.array)
             s = Tensor._make(xp.broadcast_to(xp.zeros((), self.array.dtype), self.array.shape),
-                             self.requires_grad)
+                             self._rg)
             if self._hooks is None:
                 self._hooks = []          # shared: hooks registered later reach it too
             s._ctx, s._hooks, s._real = self._ctx, self._hooks, weakref.ref(self)
@@ -128,7 +142,7 @@ class Tensor(TruthMixin, InplaceMixin):
         if self._stand_in is not None:      # it stands for the old graph from now on
             self._stand_in._real, self._stand_in._vc = None, self._vc
         self._stand_in, self._hooks = None, None
-        self._ctx, self.requires_grad = fresh._ctx, fresh.requires_grad
+        self._ctx, self._rg = fresh._ctx, fresh._rg
         self._view = fresh._view
 
     # ------------------------------------------------------------------ properties
@@ -146,7 +160,7 @@ class Tensor(TruthMixin, InplaceMixin):
     shape = property(lambda self: Size(self.array.shape))   # a tuple (Size: shape_ops.py)
     ndim = property(lambda self: self.array.ndim)
     dtype = property(lambda self: self.array.dtype)
-    device = property(lambda self: backend.device_of(self.array))
+    device = property(lambda self: devices.named(backend.device_of(self.array)))
     is_leaf = property(lambda self: self.grad_fn is None)
 
     @property
@@ -164,38 +178,26 @@ class Tensor(TruthMixin, InplaceMixin):
                                   "length; use .item() for the value, .numel() for the count")
         return self.array.shape[0]
 
+    @property
+    def requires_grad(self):
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
     def requires_grad_(self, flag=True):
+        """Record operations on this (leaf) tensor for autograd, or stop (flag False)."""
         if flag and self.array.dtype.kind != "f":
             raise DTypeError(f"requires_grad: only floating-point tensors can require "
                              f"gradients, got dtype {self.array.dtype} (indices never carry "
                              "gradients)")
-        self.requires_grad = bool(flag)
+        if not flag and self._ctx is not None:
+            raise GraphError("requires_grad: you can only change requires_grad flags of leaf "
+                             "tensors; to use a computed tensor without its graph, write "
+                             "y = y.detach()")
+        self._rg = bool(flag)
         return self
-
-    def __repr__(self):
-        extra = f", device='{self.device}'" if self.device != "cpu" else ""
-        grad = f", grad_fn={self._ctx.name}" if self._ctx is not None else (
-            ", requires_grad=True" if self.requires_grad else "")
-        body = np.array2string(self.numpy(), separator=", ", precision=4, threshold=20)
-        return f"tensor({body}, dtype={self.dtype}{extra}{grad})"
-
-    # ------------------------------------------------------------------ conversion
-    def numpy(self) -> np.ndarray:
-        """A NumPy array of the values (copied off the GPU if needed)."""
-        return backend.to_numpy(self.array)
-
-    def item(self):
-        """The value of a one-element tensor as a Python number."""
-        if self.array.size != 1:
-            raise ConversionError(f"item: a Tensor with {self.array.size} elements (shape "
-                                  f"{self.shape}) cannot be converted to a Python number; "
-                                  f"only one-element tensors can (reduce it first: .sum(), "
-                                  f".mean(), or index one element)")
-        return self.array.reshape(()).item()
-
-    def tolist(self):
-        """The values as (nested lists of) Python numbers; a 0-d tensor gives a number."""
-        return self.numpy().tolist()
 
     def detach(self):
         """The same values, cut from the graph (shares memory and the version counter,
@@ -225,6 +227,9 @@ class Tensor(TruthMixin, InplaceMixin):
         return self.astype(dtypes.float64)
 
     def clone(self):
+        """A copy (its own memory, the same dtype); the gradient flows back to self."""
+        if self.array.dtype.kind != "f":            # (no graph for integers and bools)
+            return Tensor._make(self.array.copy(order="K"), False)
         return self * 1
 
     # ------------------------------------------------------------------ autograd
@@ -278,7 +283,7 @@ class Tensor(TruthMixin, InplaceMixin):
             if isinstance(other, float) and dtype.kind != "f":
                 dtype = DEFAULT_FLOAT
             return Tensor._make(xp.asarray(other, dtype=dtype), False)
-        return Tensor(other, device=self.device)
+        return _C.tensor(other, device=self.device)
 
     def _pair(self, other, float_result=False):
         """self and other as two tensors of one dtype, by PyTorch's promotion (see
@@ -297,7 +302,7 @@ class Tensor(TruthMixin, InplaceMixin):
             a = self if common == dt else self.astype(common)
             return a, Tensor._make(xp.asarray(other, dtype=common), False)
         else:   # an array or a (nested) list: a tensor of its own dtype
-            return self._pair(Tensor(other, device=self.device), float_result)
+            return self._pair(_C.tensor(other, device=self.device), float_result)
         if float_result and common.kind != "f":
             common = DEFAULT_FLOAT
         return self.astype(common), other.astype(common)
@@ -336,77 +341,50 @@ class Tensor(TruthMixin, InplaceMixin):
     def __pow__(self, exponent):
         if isinstance(exponent, numbers.Number) and not isinstance(exponent, Tensor):
             x = self.astype(dtypes.scalar_type(self.array.dtype, exponent))
-            return O.PowScalar.apply(x, exponent=exponent)
+            out = O.PowScalar.apply(x, exponent=exponent)
+            return out if out.array.dtype == x.array.dtype else out.astype(x.dtype)
         return self._binary(O.Pow, exponent)
 
     def __rpow__(self, base):
         return self._binary(O.Pow, base, True)
 
     def matmul(self, other):
-        other = self._wrap(other)
-        a, b = self, other
-        if a.ndim == 0 or b.ndim == 0:
-            raise ShapeError(f"matmul: both operands need at least 1 dimension, got shapes "
-                             f"{a.shape} and {b.shape}")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
-            raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not fit: "
-                             f"{a.shape[-1]} (last dim of the first) != "
-                             f"{b.shape[-2 if b.ndim > 1 else 0]} (rows of the second)")
-        _check_broadcast("matmul", a.shape[:-2], b.shape[:-2])
-        squeeze = []
-        if a.ndim == 1:   # (n,) @ (..., n, m): promote to (1, n), drop the 1 afterwards
-            a = a.reshape(1, a.shape[0])
-            squeeze.append(-2)
-        if b.ndim == 1:   # (..., n) @ (n,): promote to (n, 1)
-            b = b.reshape(b.shape[0], 1)
-            squeeze.append(-1)
-        out = O.MatMul.apply(a, b)
-        for axis in sorted(squeeze):
-            out = out.squeeze(axis if len(squeeze) == 1 else -1)
-        return out
+        """self @ other, with torch's rules (see functions.matmul)."""
+        return _fn.matmul(self, other)
 
     # ------------------------------------------------------------------ elementwise
-    def exp(self): return O.Exp.apply(self)
-    def log(self): return O.Log.apply(self)
-    def sqrt(self): return O.Sqrt.apply(self)
-    def tanh(self): return O.Tanh.apply(self)
-    def sigmoid(self): return O.Sigmoid.apply(self)
-    def erf(self): return O.Erf.apply(self)
-    def relu(self): return O.Relu.apply(self)
-    def abs(self): return O.Abs.apply(self)
+    def exp(self): return O.Exp.apply(self._floating())
+    def log(self): return O.Log.apply(self._floating())
+    def sqrt(self): return O.Sqrt.apply(self._floating())
+    def tanh(self): return O.Tanh.apply(self._floating())
+    def sigmoid(self): return O.Sigmoid.apply(self._floating())
+    def erf(self): return O.Erf.apply(self._floating())
+    def relu(self):
+        if self.array.dtype == bool:
+            raise DTypeError("relu: bool inputs are not supported (as torch); convert: "
+                             "x.float().relu()")
+        return O.Relu.apply(self)
+
+    def _floating(self):
+        """self, or self in the default float dtype when it holds integers or bools (torch
+        computes exp, log, sin, ... of an integer tensor in float32)."""
+        return self if self.array.dtype.kind == "f" else self.astype(DEFAULT_FLOAT)
+    def abs(self):
+        if self.array.dtype == bool:
+            raise DTypeError("abs: not implemented for bool tensors (as torch)")
+        return O.Abs.apply(self)
     __abs__ = abs
 
     def maximum(self, other):
         return self._binary(O.Maximum, other)
 
     def minimum(self, other):
-        return -((-self).maximum(-self._wrap(other)))
-
-    def clip(self, min=None, max=None):
-        if min is None and max is None:
-            raise ArgumentError("clip: at least one of min and max must be given")
-        return O.Clip.apply(self, lo=min, hi=max)
-
-    clamp = clip
-
-    def masked_fill(self, mask, value):
-        """Where ``mask`` is True, use ``value`` (a number, or a 0-d tensor, cast to this
-        tensor's dtype as in torch); elsewhere keep self."""
-        arr = mask.array if isinstance(mask, Tensor) else mask
-        if getattr(arr, "dtype", None) != bool:
-            raise DTypeError(f"masked_fill: mask must be boolean (a bool tensor), got "
-                             f"{getattr(arr, 'dtype', type(arr).__name__)}; write the "
-                             f"condition as a comparison, e.g. x.masked_fill(m == 0, value)")
-        _check_broadcast("masked_fill", self.shape, tuple(arr.shape))
-        if isinstance(value, Tensor):
-            if value.ndim != 0:
-                raise ShapeError(f"masked_fill: only a 0-dimensional value tensor is "
-                                 f"supported, got shape {value.shape}")
-            value = value.astype(self.dtype)
-        else:
-            value = self._wrap_as(value, self.dtype)
-        out = O.Where.apply(value, self, condition=arr)
-        return _guard(out, mask)
+        a, b = self._pair(other)
+        if a.array.dtype.kind != "f":       # integers, bools: no gradient, no negation
+            _check_broadcast("minimum", a.shape, b.shape)
+            xp = backend.get_array_module(a.array)
+            return Tensor._make(xp.asarray(xp.minimum(a.array, b.array)), False)
+        return -((-a).maximum(-b))
 
     def where(self, condition, other):
         """torch's ``x.where(condition, y)``: x where condition, else y."""
@@ -429,11 +407,15 @@ class Tensor(TruthMixin, InplaceMixin):
                                  f"{self.shape}")
         return tuple(d % max(self.ndim, 1) for d in dims)
 
-    def sum(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
-        return O.Sum.apply(self, axis=self._axes("sum", dim, axis),
-                           keepdims=bool(keepdim or keepdims))
+    def sum(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+        x = self if dtype is None else self.astype(dtype)
+        if x.array.dtype.kind == "u":     # torch sums unsigned (and all) integers in int64
+            x = x.astype(np.int64)
+        return O.Sum.apply(x, axis=x._axes("sum", dim, axis), keepdims=bool(keepdim or keepdims))
 
-    def mean(self, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    def mean(self, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
+        if dtype is not None:
+            return self.astype(dtype).mean(dim, keepdim, axis=axis, keepdims=keepdims)
         if self.array.dtype.kind != "f":
             raise DTypeError(f"mean(): could not infer output dtype. Input dtype must be "
                              f"either a floating point or complex dtype. Got: {self.dtype}; "
@@ -457,18 +439,6 @@ class Tensor(TruthMixin, InplaceMixin):
         if tuple(shape) == self.shape:
             return self
         return O.Reshape.apply(self, shape=tuple(shape))
-
-    view = reshape
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        if self.ndim == 0:
-            return self.reshape(1)
-        start, end = self._dim("flatten", start_dim), self._dim("flatten", end_dim)
-        if start > end:
-            raise ShapeError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
-                             f"for a tensor of shape {self.shape}")
-        merged = math.prod(self.shape[start:end + 1])
-        return self.reshape(self.shape[:start] + (merged,) + self.shape[end + 1:])
 
     def permute(self, *dims):
         dims = _shape_arg(dims)
@@ -503,6 +473,10 @@ class Tensor(TruthMixin, InplaceMixin):
     def squeeze(self, dim=None):
         if dim is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
+        if isinstance(dim, (tuple, list)):      # several dims (each dropped if of size 1)
+            drop = {self._dim("squeeze", d) for d in dim}
+            return self.reshape(tuple(s for i, s in enumerate(self.shape)
+                                      if i not in drop or s != 1))
         dim = self._dim("squeeze", dim)
         if self.ndim == 0 or self.shape[dim] != 1:
             return self
@@ -512,34 +486,14 @@ class Tensor(TruthMixin, InplaceMixin):
         dim = self._dim("unsqueeze", dim, self.ndim + 1)
         return self.reshape(self.shape[:dim] + (1,) + self.shape[dim:])
 
-    def split(self, split_size, dim=0):
-        """Pieces of ``split_size`` along dim (or of the sizes in a list), like torch."""
-        dim = self._dim("split", dim)
-        n = self.shape[dim]
-        if isinstance(split_size, numbers.Integral) and (isinstance(split_size, bool)
-                                                         or split_size < 1):
-            raise ArgumentError(f"split: split_size must be a positive int (or a list of "
-                                f"sizes), got {split_size!r}")
-        sizes = ([split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
-                 if isinstance(split_size, numbers.Integral) else list(split_size))
-        if sum(sizes) != n:
-            raise ShapeError(f"split: sizes {sizes} do not add up to dim {dim} of size {n}")
-        out, start = [], 0
-        index = [slice(None)] * self.ndim
-        for s in sizes:
-            index[dim] = slice(start, start + s)
-            out.append(self[tuple(index)])
-            start += s
-        return tuple(out)
-
-    def chunk(self, chunks, dim=0):
-        if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks < 1:
-            raise ArgumentError(f"chunk: chunks must be a positive int, got {chunks!r}")
-        dim = self._dim("chunk", dim)
-        return self.split(-(-self.shape[dim] // chunks), dim)
-
     def contiguous(self):
-        return self
+        """This tensor if its memory is in row-major order, else a row-major copy."""
+        if self.array.flags.c_contiguous:
+            return self
+        return _S.Contiguous.apply(self)
+
+    def is_contiguous(self):
+        return bool(self.array.flags.c_contiguous)
 
     def __getitem__(self, index):
         arr_index = _index_arg(index)
@@ -554,89 +508,6 @@ class Tensor(TruthMixin, InplaceMixin):
             _guard(out, index)      # an index tensor (never in a view's index) is kept
         return out
 
-    # ================================================================== issue 16: the
-    # everyday PyTorch API. The bodies are in reductions.py (max(dim) with indices, sort,
-    # topk, cumsum, prod, norm, var/std, any/all), shape_ops.py (repeat, gather-like
-    # selections, triangles, transposes) and functional.py; these methods forward to them.
-    T = property(lambda self: _S.reverse_dims(self))
-    mT = property(lambda self: _S.matrix_transpose(self))
-
-    def t(self): return _S.t(self)
-    def dim(self): return self.ndim
-    ndimension = dim
-    nelement = numel
-
-    def size(self, dim=None):
-        """The shape (a Size, i.e. a tuple), or the size of one dim."""
-        return self.shape if dim is None else self.shape[self._dim("size", dim)]
-
-    def max(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
-        return _R.max(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
-
-    def min(self, dim=None, keepdim=False, *, axis=None, keepdims=None, out=None):
-        return _R.min(self, dim, keepdim, axis=axis, keepdims=keepdims, out=out)
-
-    def amax(self, dim=(), keepdim=False): return _R.amax(self, dim, keepdim)
-    def amin(self, dim=(), keepdim=False): return _R.amin(self, dim, keepdim)
-    def argmax(self, dim=None, keepdim=False): return _R.argmax(self, dim, keepdim)
-    def argmin(self, dim=None, keepdim=False): return _R.argmin(self, dim, keepdim)
-
-    def sort(self, dim=-1, descending=False, stable=False):
-        return _R.sort(self, dim, descending, stable)
-
-    def argsort(self, dim=-1, descending=False, stable=False):
-        return _R.argsort(self, dim, descending, stable)
-
-    def topk(self, k, dim=-1, largest=True, sorted=True):
-        return _R.topk(self, k, dim, largest, sorted)
-
-    def cumsum(self, dim, dtype=None): return _R.cumsum(self, dim, dtype)
-    def prod(self, dim=None, keepdim=False, dtype=None): return _R.prod(self, dim, keepdim, dtype)
-    def logsumexp(self, dim, keepdim=False): return _R.logsumexp(self, dim, keepdim)
-
-    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
-        return _R.norm(self, p, dim, keepdim, dtype)
-
-    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
-            keepdims=None):
-        return _R.var(self, dim, unbiased, keepdim, correction=correction, axis=axis,
-                      keepdims=keepdims)
-
-    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
-            keepdims=None):
-        return _R.std(self, dim, unbiased, keepdim, correction=correction, axis=axis,
-                      keepdims=keepdims)
-
-    def any(self, dim=None, keepdim=False): return _R.any(self, dim, keepdim)
-    def all(self, dim=None, keepdim=False): return _R.all(self, dim, keepdim)
-    def gather(self, dim, index): return _R.gather(self, dim, index)
-    def index_select(self, dim, index): return _S.index_select(self, dim, index)
-    def select(self, dim, index): return _S.select(self, dim, index)
-    def repeat(self, *sizes): return _S.repeat(self, *sizes)
-    def unbind(self, dim=0): return _S.unbind(self, dim)
-    def narrow(self, dim, start, length): return _S.narrow(self, dim, start, length)
-    def masked_select(self, mask): return _S.masked_select(self, mask)
-    def tril(self, diagonal=0): return _S.tril(self, diagonal)
-    def triu(self, diagonal=0): return _S.triu(self, diagonal)
-    def expand_as(self, other): return self.expand(other.shape)
-    def view_as(self, other): return self.view(other.shape)
-    def reshape_as(self, other): return self.reshape(other.shape)
-    def softmax(self, dim): return _F.softmax(self, dim)
-    def log_softmax(self, dim): return _F.log_softmax(self, dim)
-
-    # the method spellings of the operators
-    def add(self, other, *, alpha=1): return self + (other if alpha == 1 else other * alpha)
-    def sub(self, other, *, alpha=1): return self - (other if alpha == 1 else other * alpha)
-    def mul(self, other): return self * other
-    def pow(self, exponent): return self ** exponent
-    def neg(self): return -self
-    def square(self): return self * self
-
-    def div(self, other, *, rounding_mode=None):
-        return self / other if rounding_mode is None else _fn.div(self, other, rounding_mode)
-
-    def __floordiv__(self, other): return _fn.div(self, other, "floor")
-    def __rfloordiv__(self, other): return _fn.div(self._wrap(other), self, "floor")
 
 class _HookHandle:
     def __init__(self, hooks, fn):
@@ -680,6 +551,15 @@ class _ToDevice(autograd.Function):
 
 # ----------------------------------------------------------------------------- helpers
 _SCALARS = (int, float, bool)     # the common numbers, checked before numbers.Number
+
+
+def _legacy_sizes(sizes):
+    """The shape of torch.Tensor(2, 3), checked."""
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0:
+            raise ArgumentError(f"Tensor: sizes must be ints >= 0 (Tensor(2, 3) is a 2 x 3 "
+                                f"tensor), got {sizes}; for values write mg.tensor(data)")
+    return tuple(int(s) for s in sizes)
 
 
 def _is_array(x):
@@ -728,16 +608,31 @@ def _index_arg(index):
             if i.dtype.kind not in "iub":
                 raise DTypeError(f"index: index arrays must be integers or booleans, got "
                                  f"dtype {i.dtype}")
+            if i.dtype == np.uint8:     # torch reads a uint8 index as a mask (deprecated)
+                warnings.warn("indexing with dtype uint8 is deprecated (it is a mask, as in "
+                              "torch); use a bool tensor instead", UserWarning, stacklevel=3)
+                i = i.astype(bool)
+        elif isinstance(i, slice) and i.step is not None and i.step <= 0:
+            raise ArgumentError(f"index: step must be greater than zero, got the slice {i} "
+                                f"(tensors have no negative strides); to reverse, write "
+                                f"x.flip(dim)")
         out.append(i)
     return tuple(out) if isinstance(index, tuple) else out[0]
 
 
-def where(condition, a, b):
+def where(condition, a=None, b=None):
     """Elementwise ``a if condition else b``; gradients flow to a and b only. a and b may
-    be numbers; the result's dtype is PyTorch's promotion of the two."""
+    be numbers; the result's dtype is PyTorch's promotion of the two. With the condition
+    alone: the indices where it holds, one tensor per dim (nonzero(as_tuple=True))."""
+    if a is None and b is None:
+        return _I.nonzero(condition if isinstance(condition, Tensor) else _C.tensor(condition),
+                          as_tuple=True)
     cond = condition.array if isinstance(condition, Tensor) else condition
     if not hasattr(cond, "dtype"):
         cond = np.asarray(cond)
+    if cond.dtype != bool:
+        raise DTypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}; "
+                         f"write the test, e.g. mg.where(c != 0, a, b), or c.bool()")
     if isinstance(a, Tensor):
         a, b = a._pair(b)
     elif isinstance(b, Tensor):
@@ -752,34 +647,12 @@ def where(condition, a, b):
     return _guard(O.Where.apply(a, b, condition=cond), condition)
 
 
-def cat(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ArgumentError("cat: expected a non-empty list of tensors, got an empty one")
-    ref = tensors[0]
-    dim = ref._dim("cat", dim)
-    for i, t in enumerate(tensors):
-        if t.ndim != ref.ndim or any(
-                s != r for j, (s, r) in enumerate(zip(t.shape, ref.shape)) if j != dim % ref.ndim):
-            raise ShapeError(f"cat: tensor {i} has shape {t.shape}, which does not match "
-                             f"tensor 0's shape {ref.shape} outside dim {dim}")
-    return O.Cat.apply(*tensors, axis=dim % ref.ndim)
-
-
-def stack(tensors, dim=0):
-    tensors = list(tensors)
-    if not tensors:
-        raise ArgumentError("stack: expected a non-empty list of tensors, got an empty one")
-    for i, t in enumerate(tensors):
-        if t.shape != tensors[0].shape:
-            raise ShapeError(f"stack: tensor {i} has shape {t.shape}, expected "
-                             f"{tensors[0].shape} like tensor 0")
-    return cat([t.unsqueeze(dim) for t in tensors], dim=dim)
-
-
-# the modules of the issue-16 API section import Tensor, so they come last
+# the modules with the bodies of everyday.py's methods import Tensor, so they come last
+from . import creation as _C  # noqa: E402
+from . import elementwise as _E  # noqa: E402
 from . import functional as _F  # noqa: E402
 from . import functions as _fn  # noqa: E402
+from . import indexing as _I  # noqa: E402
 from . import reductions as _R  # noqa: E402
 from . import shape_ops as _S  # noqa: E402
 from .shape_ops import Size  # noqa: E402

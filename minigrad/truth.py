@@ -15,10 +15,50 @@ from . import tensor as T       # (a cycle: tensor.py imports this module; used 
 from .errors import ArgumentError, ConversionError, DeviceError, DTypeError
 
 
+_DEFAULT_DTYPES = (np.dtype(np.float32), np.dtype(np.int64), np.dtype(bool))   # unnamed in a repr
+# how tensors print (mg.set_printoptions changes them; torch's defaults: 4 digits, a
+# summary beyond 1000 elements)
+PRINT_OPTIONS = {"precision": 4, "threshold": 1000, "edgeitems": 3, "max_line_width": 80}
+
+
 class TruthMixin:
-    """Tensor's truth, comparison and conversion methods (dtype and device too)."""
+    """Tensor's truth, comparison and conversion methods (repr, numpy, item, tolist;
+    dtype and device too)."""
 
     __slots__ = ()
+
+    def __repr__(self):
+        extra = f", device='{self.device}'" if self.device != "cpu" else ""
+        grad = f", grad_fn=<{self._ctx.name}Backward>" if self._ctx is not None else (
+            ", requires_grad=True" if self.requires_grad else "")
+        body = np.array2string(backend.to_numpy(self.array), separator=", ", prefix="tensor(",
+                               **PRINT_OPTIONS)
+        # torch names the dtype unless it is a default one (float32, int64, bool)
+        dtype = "" if self.dtype in _DEFAULT_DTYPES else f", dtype={self.dtype}"
+        return f"tensor({body}{dtype}{extra}{grad})"
+
+    def numpy(self, *, force=False) -> np.ndarray:
+        """A NumPy array of the values (sharing memory on the CPU; copied off the GPU).
+        As in torch, a tensor that requires grad must be detached first (``force=True``
+        does that)."""
+        if self.requires_grad and not force:
+            raise ConversionError(f"numpy(): can't call numpy() on a tensor that requires "
+                                  f"grad (shape {self.shape}); use tensor.detach().numpy() "
+                                  f"instead")
+        return backend.to_numpy(self.array)
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.array.size != 1:
+            raise ConversionError(f"item: a Tensor with {self.array.size} elements (shape "
+                                  f"{self.shape}) cannot be converted to a Python number; "
+                                  f"only one-element tensors can (reduce it first: .sum(), "
+                                  f".mean(), or index one element)")
+        return self.array.reshape(()).item()
+
+    def tolist(self):
+        """The values as (nested lists of) Python numbers; a 0-d tensor gives a number."""
+        return backend.to_numpy(self.array).tolist()
 
     def __iter__(self):
         """The sub-tensors along dim 0 (views, as in torch)."""

@@ -32,4 +32,5 @@ def __getattr__(name):
     """Module ``__getattr__`` for the package: only ``__version__`` is computed."""
     if name == "__version__":
         return version()
-    raise AttributeError(f"module 'minigrad' has no attribute {name!r}")
+    from .missing import missing
+    raise missing("minigrad", name)

@@ -45,7 +45,7 @@ def idiom(fn=None, *, expect=_NO_EXPECT, rtol=1e-5):
 def plain(value):
     """A result as plain, comparable data: tensors as ('tensor', dtype name, NumPy array)."""
     if isinstance(value, minigrad.Tensor):
-        return ("tensor", str(value.dtype), value.numpy())
+        return ("tensor", str(value.dtype), value.detach().numpy())
     if torch is not None and isinstance(value, torch.Tensor):
         return ("tensor", str(value.dtype).replace("torch.", ""), value.detach().cpu().numpy())
     if isinstance(value, dict):

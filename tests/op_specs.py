@@ -17,6 +17,7 @@ from minigrad import ops as O
 from minigrad.einsum import Einsum, explicit
 from minigrad.inplace import SetItem
 from minigrad.tensor import _Cast, _ToDevice
+from op_specs_more import more_specs
 
 F64 = np.float64
 
@@ -444,6 +445,7 @@ SPECS = {
     "BinaryCrossEntropy": Spec(_bce, O.BinaryCrossEntropy.apply, _ref_bce),
     "Einsum": Spec(_einsum, Einsum.apply, _ref_einsum),
 }
+SPECS.update(more_specs())      # the ops of the everyday PyTorch API (op_specs_more.py)
 
 # Composite (primitive-built) functions compared with their fused twins.
 COMPOSITES = ["softmax", "log_softmax", "cross_entropy", "gelu", "gelu_tanh", "layer_norm",

@@ -32,9 +32,9 @@ Checked output
     (e.g. a finite-difference error of 1e-10).
 
 A failure names the page, the block's first line number and shows the block; tracebacks
-point at the page's own line numbers. README.md blocks known to fail are listed in
-KNOWN_FAILING (keyed by the block's first line of code): they are expected to fail, and
-the suite says so the day one of them starts to pass.
+point at the page's own line numbers. Blocks known to fail may be listed in KNOWN_FAILING
+(keyed by the block's first line of code; empty today): they are expected to fail, and the
+suite says so the day one of them starts to pass.
 """
 from __future__ import annotations
 
@@ -65,26 +65,13 @@ ROOT = _repo_root()
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("**/*.md"))
 PYTHON = {"python", "py", "python3"}
 
-# README.md blocks that fail today, by (page, first line of code): why. The lead fixes or
-# marks them; a block listed here that passes fails the suite, so the list cannot go stale.
-KNOWN_FAILING = {
-    ("README.md", "from minigpt.ddp import DDP, ShardSampler, check_parameters"):
-        "an API listing, not a program: DDP('cpu') needs mpi4py, and params, loss, stop, x, "
-        "step, names and fn are never defined",
-    ("README.md", "from minigpt.model import GPT, GPTConfig"):
-        "idx and targets are never defined (tok comes from the tokenizer block above)",
-    ("README.md", "from minigpt import trace"):
-        "tokenizer is never defined (the blocks above call it tok; with tok it runs, on the "
-        "model the failing block above half-built)",
-}
+# Blocks known to fail, by (page, first line of code): why (none today: keep it that way). A
+# block listed here that passes fails the suite, so the list cannot go stale.
+KNOWN_FAILING: dict = {}
 
-# Directives README.md's blocks need but do not carry yet, by (page, first line of code):
-# they apply as if written in the block. Move each into README.md as a '# doc: ...' line
-# and delete it here.
-PENDING_DIRECTIVES = {
-    ("README.md", "from minigpt.train import TrainConfig, train"):
-        "slow (trains 300 steps: about 85 s on 2 cores)",
-}
+# Directives a page's blocks need but do not carry yet, by (page, first line of code): they
+# apply as if written in the block (none today: write '# doc: ...' in the block instead).
+PENDING_DIRECTIVES: dict = {}
 
 # ----------------------------------------------------------------------------- parsing
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")

@@ -3,7 +3,9 @@
     minigpt trace "First Citizen:" --ckpt out -n 4      # trace.html, trace.json, block.dot
 
 Without --ckpt it traces a freshly initialised model (``fresh_model``); --compare traces a
-second checkpoint beside it. ``block_graph`` draws one block's forward and backward graph.
+second checkpoint beside it, --compare_prompt a second prompt (or both). The backward pass
+explains the token the trace chooses, or the one --target names (--continuation: the
+prompt's own continuation). ``block_graph`` draws one block's forward and backward graph.
 """
 from __future__ import annotations
 
@@ -104,14 +106,21 @@ def build_parser():
     p.add_argument("--compare", metavar="OTHER_CKPT",
                    help="trace the prompt through a second checkpoint too and show both side "
                         "by side (e.g. before/after training)")
+    p.add_argument("--compare_prompt", metavar="TEXT",
+                   help="trace a second prompt too (through --compare's checkpoint if given, "
+                        "else the same model) and show both side by side")
     p.add_argument("--out", default="trace_out", help="output directory (default: trace_out)")
     add_sampling_flags(p, max_new_tokens=TRACE_MAX_NEW_TOKENS, num_samples=False,
                        short_max_new_tokens="-n")
     p.add_argument("--top", type=_size(1, 100), default=5,
                    help="rows of the top-k tables (default: 5)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--target", help="the actual next token (its text); default: the prompt's "
-                                    "own continuation")
+    g.add_argument("--target", help="the backward pass explains this next token (its text; "
+                                    "its first token): loss -log p(target). Default: the "
+                                    "token the trace chooses")
+    g.add_argument("--continuation", action="store_true",
+                   help="backward from the prompt's own continuation instead (every position "
+                        "predicts the next prompt token: the training loss)")
     g.add_argument("--no_backward", action="store_true", help="forward only")
     p.add_argument("--no_check", action="store_true", help="skip the finite-difference check")
     p.add_argument("--graph_layer", type=int, default=0,
@@ -159,6 +168,23 @@ def _check_args(args) -> None:
     check_sampling_flags(args, prompt="the prompt to trace")
     if args.target is not None:
         check_prompt(args.target, "--target")
+    if args.compare_prompt is not None:
+        check_prompt(args.compare_prompt, "--compare_prompt")
+
+
+def _target(args, tok):
+    """trace()'s target from the flags: None, "continuation", "chosen" or the id of
+    --target's first token (an id, so that no text is read as a rule's name)."""
+    if args.no_backward:
+        return None
+    if args.continuation:
+        return "continuation"
+    if args.target is None:
+        return "chosen"
+    ids = tok.encode(args.target, allowed_special="all")
+    if not ids:
+        raise ConfigError(f"--target {args.target!r} encodes to no token")
+    return ids[0]
 
 
 def _check_graph_layer(args, model) -> None:
@@ -190,14 +216,17 @@ def _run(args) -> int:
               top_k=args.top_k, top_p=args.top_p, seed=args.seed, top=args.top,
               check=not args.no_check)
 
-    def run(model, tok, label):
-        target = None if args.no_backward else (args.target if args.target else True)
-        if target is True and len(tok.encode(args.prompt, allowed_special="all")) < 2:
-            target = None   # one token has no continuation to learn from
-        return trace(model, tok, args.prompt, target=target, label=label, **kw)
+    def run(model, tok, prompt, label):
+        return trace(model, tok, prompt, target=_target(args, tok), label=label, **kw)
 
-    t = run(model, tok, label)
-    other = run(*_load(args.compare), str(args.compare)) if args.compare else None
+    label2 = str(args.compare) if args.compare else label
+    if args.compare_prompt:                    # two prompts: name each by its prompt
+        label, label2 = f"{label}: {args.prompt!r}", f"{label2}: {args.compare_prompt!r}"
+    t = run(model, tok, args.prompt, label)
+    other = None
+    if args.compare or args.compare_prompt:
+        m2, tok2 = _load(args.compare) if args.compare else (model, tok)
+        other = run(m2, tok2, args.compare_prompt or args.prompt, label2)
     out = Path(args.out)
     write_trace_files(out, t, block_graph(model, tok, args.prompt, args.graph_layer), other)
     if not args.quiet:

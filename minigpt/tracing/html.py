@@ -1,420 +1,480 @@
-"""One self-contained HTML page for a TokenTrace: inline SVG drawn here, no script, no network.
+"""One self-contained HTML page for a TokenTrace, or for two compared stage by stage.
 
-The stages in order, step by step: bytes, BPE merges, ids, embedding heatmaps, per layer and head
-the attention scores (before and after the causal mask) and weights, the feed-forward before and
-after GELU, residual norms, the logit lens, logits, probability bars; with a target, the gradient
-at every stage (|dL/dh| per position and the finite-difference verdict) and a closing section
-where the gradient walks back. ``render(a, b)`` puts two traces side by side, stage by stage.
+The page reads top to bottom and opens folded: a header (the model, the prompt's tokens, the
+chosen token), then the twelve stages of the prompt, each a <details> whose summary line
+already gives the essential numbers and which opens with two or three plain sentences and
+its pictures; then one row per generated token (token, probability, alternatives, entropy),
+each opening to its full pass; then the gradient walking back. Heatmaps are inline palette
+PNGs (figures.py, png.py), so arrays are stored once and compactly; pages of large models
+sample rows and columns, and say so. A small inline script adds hover values, a head
+selector and open/close-all; without it the page reads the same. Nothing is loaded from
+outside. ``render(a, b)`` puts two traces side by side, on shared scales.
 """
 from __future__ import annotations
 
-import html
+import json
 
 import numpy as np
 
-from .record import STAGES, TokenTrace
-from .report import show
+from .figures import Page, Scale, esc, heatmap, label, lines, pick
+from .panels import (View, grad_block, logit_bars, param_table, prob_bars, shared_scales,
+                     stage_body)
+from .png import COLOURMAPS, LEVELS, palette
+from .record import TokenTrace, stage_name
+from .words import chip, entropy, intro, summary
 
-MAX_COLS = 64   # feature columns drawn in an activation heatmap (the rest are summarised)
+__all__ = ["render", "heatmap", "CELL_BUDGET"]
+
+CELL_BUDGET = 1_200_000   # heatmap cells per trace; beyond, features then positions are sampled
 
 CSS = """
-body { font-family: -apple-system, Helvetica, Arial, sans-serif; margin: 20px; color: #222;
-       max-width: 1800px; }
-h1 { margin-bottom: 4px; } h2 { border-bottom: 2px solid #08519c; padding-top: 10px; }
-section.stage { border: 1px solid #ccc; border-radius: 6px; padding: 8px 12px; margin: 10px 0;
-                background: #fafafa; overflow-x: auto; }
-section.stage h3 { margin: 2px 0 6px 0; font-size: 16px; }
-.num { display: inline-block; background: #08519c; color: white; border-radius: 50%;
-       width: 24px; height: 24px; text-align: center; line-height: 24px; margin-right: 6px; }
-.summary { font-family: monospace; font-size: 12px; color: #444; white-space: pre-wrap; }
-.tok { display: inline-block; border: 1px solid #999; border-radius: 3px; padding: 1px 4px;
-       margin: 2px; font-family: monospace; font-size: 13px; background: white; }
-.tok small { color: #777; }
-.chunk { display: inline-block; vertical-align: top; border: 1px dashed #08519c; margin: 3px;
-         padding: 3px; font-size: 12px; }
-.merge { font-family: monospace; font-size: 11px; color: #333; }
-.figs { display: flex; flex-wrap: wrap; gap: 10px; align-items: flex-start; }
-.fig { font-size: 11px; text-align: center; }
-.ok { color: #1a7f37; font-weight: bold; } .bad { color: #cf222e; font-weight: bold; }
-table.t { border-collapse: collapse; font-size: 12px; font-family: monospace; }
-table.t td, table.t th { border: 1px solid #ddd; padding: 2px 6px; }
-tr.chosen { background: #ffe8a3; }
-.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
-.pair > div > h4 { margin: 4px 0; color: #08519c; }
-.grad { border-left: 4px solid #cf222e; padding-left: 8px; margin-top: 6px; }
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 18px 24px;
+       color: #222; max-width: 1360px; line-height: 1.4; font-size: 14px; }
+h1 { margin: 0 0 4px 0; font-size: 26px; } h2 { font-size: 18px; margin: 22px 0 6px 0; }
+p { margin: 6px 0; } .mono, .tok { font-family: ui-monospace, Menlo, Consolas, monospace; }
+nav { font-size: 13px; margin: 8px 0; } nav a { margin-right: 4px; white-space: nowrap; }
+details.stage { border: 1px solid #cfd6df; border-radius: 6px; margin: 6px 0; background: #fff; }
+details.stage > summary { padding: 6px 10px; cursor: pointer; background: #f3f6fa;
+                          border-radius: 6px; }
+details.stage[open] > summary { border-bottom: 1px solid #cfd6df; border-radius: 6px 6px 0 0; }
+details.stage > .body { padding: 6px 12px 10px 12px; overflow-x: auto; }
+summary .name { font-weight: 600; } summary .sum { color: #444; font-size: 13px; }
+.num { display: inline-block; background: #08519c; color: #fff; border-radius: 50%;
+       width: 22px; height: 22px; text-align: center; line-height: 22px; margin-right: 6px;
+       font-size: 12px; }
+details.layer { margin: 6px 0 6px 10px; border-left: 3px solid #9ecae1; padding-left: 8px; }
+details.layer > summary { cursor: pointer; font-size: 13px; }
+.intro { max-width: 920px; color: #333; background: #fffdf3; border-left: 3px solid #f2c94c;
+         padding: 4px 10px; }
+.tok { display: inline-block; border: 1px solid #aaa; border-radius: 3px; padding: 0 3px;
+       margin: 1px; font-size: 12px; background: #fff; white-space: pre; }
+.tok small { color: #777; margin-left: 3px; font-size: 10px; }
+.tok.chosen { background: #ffe8a3; border-color: #c90; }
+.chunks { display: flex; flex-wrap: wrap; gap: 4px; } .merge { font-size: 11px; }
+.chunk { border: 1px dashed #6baed6; padding: 2px 4px; font-size: 12px; }
+.strip-title { font-weight: 600; font-size: 12px; margin-top: 8px; }
+.strip { display: flex; gap: 14px; align-items: flex-start; margin: 6px 0; }
+.rlw { flex: none; } .rl span, .cl span { overflow: hidden; white-space: pre;
+       font: 9px/1 ui-monospace, Menlo, Consolas, monospace; }
+.rl span { max-width: 110px; height: var(--c); display: flex; align-items: center;
+           justify-content: flex-end; }
+.cl { display: flex; height: 62px; align-items: flex-end; }
+.cl span { display: block; width: var(--c); flex: none; writing-mode: vertical-rl;
+           transform: rotate(180deg); max-height: 60px; }
+figure { margin: 0; } figure.hm img { display: block; image-rendering: pixelated; }
+figcaption { font-size: 11px; color: #333; margin-top: 2px; } .note { color: #a15c00; }
+small.shared { color: #666; font-size: 10px; }
+.legend { white-space: nowrap; font-size: 11px; display: inline-block; padding-bottom: 9px; }
+.lg-end { font-family: monospace; }
+.lg-bar { display: inline-block; width: 110px; height: 10px; margin: 0 4px;
+          vertical-align: middle; position: relative; border: 1px solid #bbb; }
+.lg-bar i { position: absolute; left: 50%; top: 10px; font-size: 9px; font-style: normal;
+            transform: translateX(-50%); }
+figure.chart { display: inline-block; vertical-align: top; margin: 4px 12px 4px 0; }
+.stats { font-size: 12px; } svg.spark { vertical-align: middle; }
+table.t { border-collapse: collapse; font-size: 11px; margin: 6px 0; }
+table.t td, table.t th { border: 1px solid #ddd; padding: 1px 5px; white-space: pre; }
+table.t th { background: #f6f6f6; font-family: monospace; font-weight: normal; }
+td.lens { background: rgba(33, 113, 181, calc(var(--p) * 0.6)); font-family: monospace; }
+td.lens.hit { outline: 2px solid #1a7f37; outline-offset: -2px; }
+.grad { border-left: 4px solid #e31a1c; padding-left: 8px; margin-top: 10px; font-size: 12px; }
+.ok { color: #1a7f37; font-weight: 600; } .bad { color: #cf222e; font-weight: 600; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
+.pair > div { min-width: 0; overflow-x: auto; }
+.steprow { display: inline-grid; width: calc(100% - 24px); vertical-align: middle;
+           grid-template-columns: 56px 140px 150px 70px 1fr 100px; gap: 6px;
+           align-items: baseline; font-size: 13px; }
+.tip { position: absolute; display: none; background: #222; color: #fff; font: 11px monospace;
+       padding: 3px 6px; border-radius: 3px; pointer-events: none; z-index: 9; white-space: pre; }
+.tools button, .headsel button { font-size: 11px; margin-right: 4px; }
+.headsel button.on { background: #08519c; color: #fff; }
+"""
+
+# hover values read back from the heatmap's own pixels; a head selector; open/close all
+SCRIPT = """
+(function () {
+  var labels = JSON.parse(document.getElementById('labels').textContent);
+  var pal = JSON.parse(document.getElementById('palettes').textContent), N = pal.levels;
+  var look = {};
+  Object.keys(pal.maps).forEach(function (k) {
+    look[k] = {}; pal.maps[k].forEach(function (c, i) { look[k][c.join(',')] = i; });
+  });
+  var tip = document.createElement('div'); tip.className = 'tip'; document.body.appendChild(tip);
+  function pixels(img) {
+    if (!img._px) {
+      var c = document.createElement('canvas'); c.width = img.naturalWidth;
+      c.height = img.naturalHeight; var x = c.getContext('2d'); x.drawImage(img, 0, 0);
+      img._px = x.getImageData(0, 0, c.width, c.height).data;
+    }
+    return img._px;
+  }
+  function value(img, lvl) {
+    if (lvl === undefined || lvl >= N) return 'no value';
+    var t = lvl / (N - 1), lo = +img.dataset.lo, hi = +img.dataset.hi, k = img.dataset.k;
+    var v = k === 'div' ? (2 * t - 1) * hi : k === 'seq' ? lo + t * (hi - lo)
+                        : Math.pow(10, lo + t * (hi - lo));
+    return '\\u2248 ' + v.toPrecision(3);
+  }
+  document.addEventListener('mousemove', function (e) {
+    var img = e.target;
+    if (!img.classList || !img.classList.contains('hm')) { tip.style.display = 'none'; return; }
+    var r = img.getBoundingClientRect(), W = img.naturalWidth, H = img.naturalHeight;
+    var col = Math.min(W - 1, Math.floor((e.clientX - r.left) / r.width * W));
+    var row = Math.min(H - 1, Math.floor((e.clientY - r.top) / r.height * H));
+    var d = pixels(img), o = 4 * (row * W + col);
+    var lvl = look[img.dataset.k][d[o] + ',' + d[o + 1] + ',' + d[o + 2]];
+    var rl = img.dataset.r ? labels[img.dataset.r][row] : 'row ' + row;
+    var cl = img.dataset.c ? labels[img.dataset.c][col] : 'column ' + col;
+    tip.textContent = rl + '  /  ' + cl + ':  ' + value(img, lvl);
+    tip.style.left = (e.pageX + 14) + 'px'; tip.style.top = (e.pageY + 12) + 'px';
+    tip.style.display = 'block';
+  });
+  document.querySelectorAll('.heads').forEach(function (box) {
+    var heads = box.querySelectorAll(':scope > .head'), bar = document.createElement('div');
+    bar.className = 'headsel'; bar.textContent = 'show head: ';
+    function show(h, b) {
+      heads.forEach(function (x) {
+        x.style.display = (h < 0 || +x.dataset.head === h) ? '' : 'none';
+      });
+      bar.querySelectorAll('button').forEach(function (y) { y.classList.toggle('on', y === b); });
+    }
+    [-1].concat(Array.from(heads, function (x) { return +x.dataset.head; })).forEach(function (h) {
+      var b = document.createElement('button'); b.textContent = h < 0 ? 'all' : h;
+      b.onclick = function () { show(h, b); }; bar.appendChild(b);
+    });
+    box.insertBefore(bar, box.firstChild); show(-1, bar.firstChild.nextSibling);
+  });
+  var tools = document.getElementById('tools');
+  [['open every stage', true], ['fold everything', false]].forEach(function (a) {
+    var b = document.createElement('button'); b.textContent = a[0];
+    b.onclick = function () {
+      document.querySelectorAll('details').forEach(function (d) { d.open = a[1]; });
+    };
+    tools.appendChild(b);
+  });
+})();
 """
 
 
-def esc(s) -> str:
-    return html.escape(str(s), quote=True)
+def _caps(traces) -> tuple[int, int]:
+    """(positions, features) drawn per heatmap: everything, unless the heatmaps of a trace
+    would exceed CELL_BUDGET cells; then fewer features, then fewer positions."""
+    def cells(P, F):
+        worst = 0
+        for t in traces:
+            c = t.config
+            p, C, L, nh = min(len(t.prompt_ids), P), c["n_embd"], c["n_layer"], c["n_head"]
+            fc, f4, fv = min(C, F), min(4 * C, F), min(c["vocab_size"], F)
+            worst = max(worst, p * (fc * (4 + 10 * L) + 2 * L * f4 + fv) + 2 * L * nh * p * p)
+        return worst
+    P, F = 64, 512
+    while cells(P, F) > CELL_BUDGET and F > 64:
+        F //= 2
+    while cells(P, F) > CELL_BUDGET and P > 16:
+        P = P * 3 // 4
+    return P, F
 
 
-# ----------------------------------------------------------------------------- SVG helpers
-def _color(v: float, kind: str) -> str:
-    """kind 'seq': 0 -> white, 1 -> dark blue; 'div': -1 blue, 0 white, +1 red."""
-    if not np.isfinite(v):
-        return "#d0d0d0"
-    if kind == "seq":
-        t = min(max(v, 0.0), 1.0)
-        r, g, b = (255 + (8 - 255) * t, 255 + (81 - 255) * t, 255 + (156 - 255) * t)
-    else:
-        t = min(max(v, -1.0), 1.0)
-        if t >= 0:
-            r, g, b = 255, 255 - 200 * t, 255 - 200 * t
-        else:
-            r, g, b = 255 + 200 * t, 255 + 120 * t, 255
-    return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
+# ----------------------------------------------------------------------------- sections
+def _title(number: int, kind: str) -> str:
+    return stage_name(number, kind).replace("->", "→")
 
 
-def heatmap(m, title="", rows=None, cols=None, kind="seq", vmax=None, row_scaled=False) -> str:
-    """An SVG heatmap of a 2-D array (NaN and -inf drawn grey); small maps carry tooltips.
-    row_scaled: each row coloured against its own max |value| (rows of different scales)."""
-    m = np.asarray(m, dtype=np.float64)
-    if m.ndim == 1:
-        m = m[None]
-    if row_scaled:
-        fin = np.where(np.isfinite(m), np.abs(m), 0)
-        scale = fin.max(axis=1, keepdims=True)
-        scale[scale == 0] = 1.0
-    note = ""
-    if m.shape[1] > MAX_COLS:
-        note = f" (first {MAX_COLS} of {m.shape[1]} columns)"
-        m, cols = m[:, :MAX_COLS], (cols[:MAX_COLS] if cols else None)
-    n_r, n_c = m.shape
-    cw = max(5, min(16, 480 // max(n_c, 1)))
-    ch = max(cw, 12) if rows else cw
-    fin = m[np.isfinite(m)]
-    if vmax is None:
-        vmax = float(np.abs(fin).max()) if fin.size else 1.0
-    vmax = vmax or 1.0
-    left = 8 + 6 * max((len(r) for r in rows), default=0) if rows else 4
-    top = 8 + 5 * min(max((len(c) for c in cols), default=0), 14) if cols else 4
-    w, h = left + n_c * cw + 4, top + n_r * ch + 4
-    tips = n_r * n_c <= 1024
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-             f'font-family="monospace" font-size="10">']
-    for i in range(n_r):
-        for j in range(n_c):
-            v = m[i, j]
-            tip = f"<title>{esc(_cell_name(rows, cols, i, j))}{v:.4g}</title>" if tips else ""
-            frac = v / scale[i, 0] if row_scaled else v / vmax
-            parts.append(f'<rect x="{left + j * cw}" y="{top + i * ch}" width="{cw}" '
-                         f'height="{ch}" fill="{_color(frac, kind)}">{tip}</rect>')
-    if rows:
-        for i, r in enumerate(rows):
-            parts.append(f'<text x="{left - 3}" y="{top + i * ch + ch * 0.75}" '
-                         f'text-anchor="end">{esc(r)}</text>')
-    if cols:
-        for j, c in enumerate(cols):
-            x, y = left + j * cw + cw * 0.7, top - 3
-            parts.append(f'<text x="{x}" y="{y}" transform="rotate(-60 {x} {y})">'
-                         f'{esc(c[:14])}</text>')
-    parts.append("</svg>")
-    scale_note = "each row scaled to its own max" if row_scaled else f"max |v| {vmax:.3g}"
-    return (f'<div class="fig" style="max-width:{max(w, 150)}px">{"".join(parts)}<br>'
-            f'{esc(title)}{esc(note)} <span style="color:#888">({scale_note})</span></div>')
-
-
-def _cell_name(rows, cols, i, j):
-    r = rows[i] if rows else str(i)
-    c = cols[j] if cols else str(j)
-    return f"{r} / {c}: "
-
-
-def bars(labels, values, title="", highlight=None, second=None, width=260, color="#08519c"):
-    """Horizontal bars (values >= 0), an optional second series drawn thin in orange."""
-    values = np.asarray(values, dtype=np.float64)
-    vmax = float(max(values.max(initial=0), 0 if second is None else np.max(second))) or 1.0
-    left = 10 + 7 * max((len(lb) for lb in labels), default=0)
-    row = 16
-    h = row * len(labels) + 6
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 70}" height="{h}" '
-             f'font-family="monospace" font-size="11">']
-    for i, (lb, v) in enumerate(zip(labels, values)):
-        y = 3 + i * row
-        if highlight is not None and i == highlight:
-            parts.append(f'<rect x="0" y="{y - 1}" width="{left + width + 70}" height="{row}" '
-                         f'fill="#ffe8a3"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 11}" text-anchor="end">{esc(lb)}</text>')
-        parts.append(f'<rect x="{left}" y="{y}" width="{width * v / vmax:.1f}" height="{row - 4}"'
-                     f' fill="{color}"><title>{v:.4g}</title></rect>')
-        if second is not None:
-            w2 = width * second[i] / vmax
-            parts.append(f'<rect x="{left}" y="{y + row - 6}" width="{w2:.1f}" height="3" '
-                         f'fill="#f28e2b"/>')
-        parts.append(f'<text x="{left + width * v / vmax + 4:.1f}" y="{y + 11}">{v:.3g}</text>')
-    parts.append("</svg>")
-    return f'<div class="fig">{"".join(parts)}<br>{esc(title)}</div>'
-
-
-def grouped_lines(series: dict, labels, title="") -> str:
-    """One polyline per series over positions (e.g. residual norms)."""
-    n = len(labels)
-    vals = np.array([np.asarray(v, dtype=np.float64) for v in series.values()])
-    vmax = float(vals.max()) or 1.0
-    w, h, left, top = max(200, 30 * n + 60), 140, 40, 22
-    colors = ["#08519c", "#f28e2b", "#1a7f37", "#cf222e", "#6f42c1"]
-    x = [left + (i + 0.5) * (w - left - 10) / max(n, 1) for i in range(n)]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 60}" '
-             f'font-family="monospace" font-size="10">',
-             f'<line x1="{left}" y1="{top + h}" x2="{w - 5}" y2="{top + h}" stroke="#999"/>',
-             f'<text x="2" y="{top + 8}">{vmax:.3g}</text><text x="2" y="{top + h}">0</text>']
-    for k, (name, v) in enumerate(series.items()):
-        c = colors[k % len(colors)]
-        pts = " ".join(f"{x[i]:.1f},{top + h - h * float(v[i]) / vmax:.1f}" for i in range(n))
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
-        for i in range(n):
-            parts.append(f'<circle cx="{x[i]:.1f}" cy="{top + h - h * float(v[i]) / vmax:.1f}" '
-                         f'r="2.5" fill="{c}"><title>{esc(name)} {labels[i]}: {float(v[i]):.4g}'
-                         f'</title></circle>')
-        parts.append(f'<text x="{left + 8 + 90 * k}" y="12" fill="{c}">{esc(name)}</text>')
-    for i, lb in enumerate(labels):
-        parts.append(f'<text x="{x[i]:.1f}" y="{top + h + 12}" transform="rotate(-45 {x[i]:.1f} '
-                     f'{top + h + 12})" text-anchor="end">{esc(lb[:10])}</text>')
-    parts.append("</svg>")
-    return f'<div class="fig">{"".join(parts)}<br>{esc(title)}</div>'
-
-
-# ----------------------------------------------------------------------------- stages
-def _tok(text, sub=None):
-    small = f" <small>{esc(sub)}</small>" if sub is not None else ""
-    return f'<span class="tok">{esc(show(text)[1:-1]) or "&nbsp;"}{small}</span>'
-
-
-def _positions(t: TokenTrace, s) -> list[str]:
-    """Labels of the query positions a stage shows."""
-    if s.step == 0:
-        return [show(t.tokens[i])[1:-1] for i in range(len(t.prompt_ids))]
-    i = len(t.prompt_ids) + s.step - 1
-    return [show(t.tokens[i])[1:-1]]
-
-
-def _keys(t: TokenTrace, s, n_keys) -> list[str]:
-    end = len(t.prompt_ids) + s.step
-    return [show(x)[1:-1] for x in t.tokens[end - n_keys:end]]
-
-
-def _grad_block(t: TokenTrace, s, pos) -> str:
-    """|dL/dh| per position of each recorded output, one strip each, with its verdict."""
-    if not s.grads:
-        return ""
-    rows, verdicts = [], []
-    for name in s.grads:
-        full = name if s.layer is None else f"h.{s.layer}.{name}"
-        rows.append(t.backward.grad_norms[full])
-        c = s.checks.get(name)
-        if c is not None:
-            verdicts.append(f'{esc(full)}: <span class="{"ok" if c.ok else "bad"}">finite '
-                            f"differences {c.verdict}</span> (max err {c.max_abs_error:.2g}, "
-                            f"|g| max {c.scale:.2g})")
-    return ('<div class="grad"><b>backward</b> '
-            + heatmap(np.array(rows), "|d loss / d h| per position", list(s.grads), pos,
-                      row_scaled=True)
-            + ("<br>" + "<br>".join(verdicts) if verdicts else "") + "</div>")
-
-
-def _stage_body(t: TokenTrace, s) -> str:
-    d, n = s.data, s.number
-    pos = _positions(t, s)
+def _stage_summary(number: int, views) -> str:
     parts = []
-    if n == 1:
-        if "chars" in d:
-            parts.append("".join(_tok(c, " ".join(f"{x:02x}" for x in b)) for c, b in d["chars"]))
-        else:
-            parts.append(_tok(d["text"], " ".join(f"{x:02x}" for x in d["bytes"])))
-    elif n == 2:
-        if d["kind"] == "sampled":
-            parts.append(f"<p>id {d['id']} came from the sampler at step {s.step - 1}, not from "
-                         "the tokenizer.</p>")
-        else:
-            for ch in d["chunks"]:
-                merges = "".join(
-                    f'<div class="merge">rank {m["rank"]}: ({a} {esc(show(ta))}, {b} '
-                    f'{esc(show(tb))}) &rarr; {m["new_id"]} {esc(show(m["new_text"]))}</div>'
-                    for m in ch["merges"] for (a, b), (ta, tb) in [(m["pair"], m["pair_text"])])
-                if not ch["merges"]:
-                    merges = '<div class="merge">' + ("no merges (one id per character)"
-                                                      if d["kind"] == "char" else
-                                                      "no merge applies") + "</div>"
-                parts.append(f'<div class="chunk">{_tok(ch["text"])}<br>{merges}'
-                             f'<div class="merge">ids {ch["ids"]}</div></div>')
-            if "note" in d:
-                parts.append(f"<p>{esc(d['note'])}</p>")
-    elif n == 3:
-        ids = d["ids"] if s.step == 0 else d["ids"][-1:]
-        parts.append("".join(_tok(t.tokens[len(d["ids"]) - len(ids) + k], i)
-                             for k, i in enumerate(ids)))
-    elif n == 4:
-        parts.append(heatmap(d["tok_emb"], "token embeddings (wte rows)", pos, kind="div"))
-    elif n == 5:
-        parts.append(heatmap(d["pos_emb"], "positional embeddings (wpe rows)", pos, kind="div"))
-        parts.append(heatmap(d["emb"], "their sum: the residual stream enters", pos, kind="div"))
-    elif n == 6:
-        keys = _keys(t, s, d["weights"].shape[-1])
-        parts.append(grouped_lines({"std": d["ln_in_std"], "|mean|": np.abs(d["ln_in_mean"])},
-                                   pos, "ln_1 input statistics per position"))
-        for h in range(d["weights"].shape[0]):   # one row per head
-            parts.append('<div class="figs">'
-                         + heatmap(d["scores"][h], f"head {h}: scores q k^T/sqrt(hs)", pos, keys,
-                                   kind="div")
-                         + heatmap(d["masked_scores"][h], f"head {h}: after the causal mask",
-                                   pos, keys, kind="div")
-                         + heatmap(d["weights"][h], f"head {h}: attention weights", pos, keys,
-                                   vmax=1.0)
-                         + "</div>")
-        qkv = [heatmap(d[k].transpose(1, 0, 2).reshape(d[k].shape[1], -1),
-                       k + " (heads side by side)", pos if k == "attn.q" else keys, kind="div")
-               for k in ("attn.q", "attn.k", "attn.v")]
-        parts.append('<div class="figs">' + "".join(qkv)
-                     + heatmap(d["attn.c_proj"], "attention output after c_proj", pos, kind="div")
-                     + "</div>")
-    elif n == 7:
-        parts.append('<div class="figs">'
-                     + grouped_lines({"std": d["ln_in_std"], "|mean|": np.abs(d["ln_in_mean"])},
-                                     pos, "ln_2 input statistics per position")
-                     + heatmap(d["mlp.c_fc"], f"c_fc: before GELU ({d['negative_fraction']:.0%} "
-                               "negative)", pos, kind="div")
-                     + heatmap(d["mlp.gelu"], "after GELU", pos, kind="div")
-                     + heatmap(d["mlp.c_proj"], "c_proj (added to the stream)", pos, kind="div")
-                     + "</div>")
-    elif n == 8:
-        parts.append(grouped_lines({"in": d["norm_in"], "after attn": d["norm_after_attn"],
-                                    "after mlp": d["norm_after_mlp"]}, pos,
-                                   "|residual stream| per position"))
-    elif n == 9:
-        parts.append(heatmap(d["resid_norms"], "|residual stream|: rows = embedding, then after "
-                             "each block", d["layers"], pos))
-        rows = "".join(f"<tr><th>{esc(e['layer'])}</th>{_lens_cells(e['top'])}</tr>"
-                       for e in d["logit_lens"])
-        parts.append("<p><b>logit lens</b>: the top token each layer's residual stream predicts "
-                     "through ln_f and lm_head (hover for the top list)</p>"
-                     f'<table class="t"><tr><th></th>{"".join(f"<th>{esc(p)}</th>" for p in pos)}'
-                     f"</tr>{rows}</table>")
-    elif n == 10:
-        parts.append(heatmap(d["ln_f"], "final contextual embedding (ln_f output)", pos,
-                             kind="div"))
-    elif n == 11:
-        top = d["top_last"]
-        low = float(d["logits"][-1].min())
-        parts.append(bars([show(x[1])[1:-1] for x in top], [x[2] - low for x in top],
-                          f"largest logits at the last position, minus the smallest ({low:.3g})"))
-    elif n == 12:
-        top = d["top"]
-        chosen = next((k for k, r in enumerate(top) if r["chosen"]), None)
-        parts.append('<div class="figs">'
-                     + bars([show(r["token"])[1:-1] for r in top], [r["prob"] for r in top],
-                            "softmax probabilities (orange: after the sampling filter)",
-                            highlight=chosen, second=[r["filtered_prob"] for r in top])
-                     + "</div>")
-        f = d["filter"]
-        parts.append(f"<p>filter: {esc(f['rule'])}, keeps {f['kept']} tokens. Chosen: "
-                     f"{_tok(d['chosen_token'], d['chosen'])} p = {d['chosen_prob']:.4f}, "
-                     f"filtered p = {d['chosen_filtered_prob']:.4f}"
-                     f"{'' if d['generated'] else ' (not appended)'}</p>")
-    if s.step == 0 and t.backward is not None:
-        parts.append(_grad_block(t, s, pos))
-    return "".join(parts)
+    for v in views:
+        layers = ([v.t.stage(number, layer=i) for i in range(v.t.config["n_layer"])]
+                  if number in (6, 7, 8) else None)
+        parts.append(_named(v, views, summary(number, v.t, layers)))
+    verdict = _verdicts(views[0], number)
+    return (f'<span class="num">{number}</span><span class="name">'
+            f'{esc(_title(number, views[0].kind))}</span> <span class="sum">— '
+            + " &nbsp;|&nbsp; ".join(parts) + f"</span>{verdict}")
 
 
-def _lens_cells(tops) -> str:
-    """One cell per position: its top token, shaded by its probability (top list on hover)."""
-    best = max(1e-9, max(p[0][2] for p in tops))
+def _named(v: View, views, text: str) -> str:
+    """A summary, headed by its trace's name when two traces share the line."""
+    return text if len(views) == 1 else f"<b>{esc(v.name)}</b>: {text}"
+
+
+def _verdicts(v: View, number: int) -> str:
+    """' ✓ gradients agree' when every output of the stage passed its finite differences."""
+    checks = [c for s in v.t.stages if s.step == 0 and s.number == number
+              for c in s.checks.values()]
+    if not checks:
+        return ""
+    bad = [c.name for c in checks if not c.ok]
+    return (' <small class="ok">✓ gradients agree</small>' if not bad else
+            f' <small class="bad">✗ gradients disagree at {esc(", ".join(bad))}</small>')
+
+
+def _layer_summary(v: View, number: int, layer: int) -> str:
+    d = v.t.stage(number, layer=layer).data
+    if number == 6:
+        w = d["weights"][:, -1].mean(0)
+        i = int(w.argmax())
+        return (f"the last token attends most to #{i} {esc(label(v.t.tokens[i], 12))} "
+                f"(weight {w[i]:.2f}, mean over heads); ln_1 input std "
+                f"{d['ln_in_std'].min():.3g}–{d['ln_in_std'].max():.3g}")
+    if number == 7:
+        return (f"{d['negative_fraction']:.0%} of c_fc negative before GELU; |GELU out| "
+                f"{np.linalg.norm(d['mlp.gelu'], axis=-1).mean():.3g} on average")
+    return (f"|x| of the last token {d['norm_in'][-1]:.3g} → {d['norm_after_attn'][-1]:.3g} → "
+            f"{d['norm_after_mlp'][-1]:.3g}")
+
+
+def _one_body(v: View, number: int) -> str:
+    if number not in (6, 7, 8):
+        return stage_body(v, number) + grad_block(v, number)
     return "".join(
-        f'<td style="background:{_color(p[0][2] / best, "seq")}40" '
-        f'title="{esc(", ".join(f"{show(x[1])} {x[2]:.3f}" for x in p))}">'
-        f"{esc(show(p[0][1]))}</td>" for p in tops)
+        f'<details class="layer" id="{_id(v, number)}-{i}"><summary>layer {i}: '
+        f"{_layer_summary(v, number, i)}</summary>{stage_body(v, number, i)}"
+        f"{grad_block(v, number, i)}</details>" for i in range(v.t.config["n_layer"]))
 
 
-def _section(t: TokenTrace, s) -> str:
-    where = f" &middot; layer {s.layer}" if s.layer is not None else ""
-    return (f'<section class="stage" id="s{s.step}-{s.number}-{s.layer}" data-stage="{s.number}">'
-            f'<h3><span class="num">{s.number}</span>{esc(STAGES[s.number])}{where}</h3>'
-            f'<div class="summary">{esc(s.summary)}</div>{_stage_body(t, s)}</section>')
+def _id(v: View, number) -> str:
+    return f"{v.tag}stage-{number}"
 
 
-def _backward_section(t: TokenTrace) -> str:
-    b = t.backward
+def _stage(number: int, views) -> str:
+    body = [f'<p class="intro">{intro(number, views[0].t, views[0].kind)}</p>']
+    if len(views) == 1:
+        body.append(_one_body(views[0], number))
+    else:
+        body.append('<div class="pair">' + "".join(
+            f"<div><b>{esc(v.name)}</b>{_one_body(v, number)}</div>" for v in views) + "</div>")
+    return (f'<details class="stage" id="stage-{number}" data-stage="{number}">'
+            f"<summary>{_stage_summary(number, views)}</summary>"
+            f'<div class="body">{"".join(body)}</div></details>')
+
+
+def _header(v: View) -> str:
+    t, c = v.t, v.t.config
+    d12 = t.stage(12).data
+    toks = "".join(chip(x) for x in t.tokens[:v.T])
+    more = "".join(chip(x) for x in t.tokens[v.T + 1:])
+    first = f'<span class="tok chosen">{esc(label(d12["chosen_token"]))}</span>'
+    kind = "character" if v.kind == "char" else "BPE"
+    return (f"<p><b>{esc(v.name)}</b>: GPT with {c['n_layer']} layers, {c['n_head']} heads of "
+            f"{c['n_embd'] // c['n_head']}, width n_embd {c['n_embd']}, context {c['block_size']}"
+            f" tokens, vocabulary {c['vocab_size']} ({kind} tokenizer).</p>"
+            f"<p>The prompt, {v.T} tokens: {toks} → next token {first} "
+            f"(p {d12['chosen_prob']:.3f}){' then ' + more if more else ''}</p>"
+            + "".join(f'<p class="note">{esc(n)}</p>' for n in t.notes))
+
+
+def _how_to_read(views) -> str:
+    v = views[0]
+    sampled = ""
+    c = v.t.config
+    if v.rows_note or v.page.max_cols < max(4 * c["n_embd"], c["vocab_size"]):
+        sampled = (" This model is large, so heatmaps show a sample of the positions or "
+                   "features; each caption says which.")
+    return ("<p>Each numbered stage is folded: its line gives the essential numbers; click it "
+            "to open the pictures. In heatmaps each row is a token of the prompt (· is a space, "
+            "⏎ a newline); colours follow the legend under each picture, and scales shared "
+            "across layers say so, so layers can be compared. Hovering a heatmap shows its "
+            f"values.{sampled}</p>")
+
+
+def _nav(views) -> str:
+    kind = views[0].kind
+    links = [f'<a href="#stage-{n}">{n} {esc(_title(n, kind))}</a>' for n in range(1, 13)]
+    links += ['<a href="#generated">generated tokens</a>', '<a href="#backward">backward</a>']
+    return "<nav>" + " · ".join(links) + '</nav><div id="tools" class="tools"></div>'
+
+
+# ----------------------------------------------------------------------------- generated tokens
+def _step_rows(v: View) -> str:
+    rows = []
+    for step in range(1, v.t.n_steps):
+        d = v.t.stage(12, step=step).data
+        read = v.t.stage(1, step=step).data["text"]
+        alts = ", ".join(f"{chip(r['token'], limit=10)} {r['prob']:.2f}" for r in d["top"]
+                         if not r["chosen"])
+        rows.append(
+            f'<details class="stage step" data-step="{step}"><summary><span class="steprow">'
+            f"<span>step {step}</span><span>reads {chip(read, limit=14)}</span>"
+            f'<span>→ <span class="tok chosen">{esc(label(d["chosen_token"], 14))}</span></span>'
+            f"<span>p {d['chosen_prob']:.3f}</span><span>others: {alts}</span>"
+            f"<span>entropy {entropy(d['probs']):.2f}</span></span></summary>"
+            f'<div class="body">{_step_body(v, step)}</div></details>')
+    if not rows:
+        return "<p>No further steps (max_new_tokens ≤ 1, or generation stopped).</p>"
+    return "".join(rows)
+
+
+def _step_body(v: View, step: int) -> str:
+    """The full pass of a generated token, compactly: one row per layer in each picture."""
+    t, L = v.t, v.t.config["n_layer"]
+
+    def g(n, layer=None):
+        return t.stage(n, step=step, layer=layer).data
+    ctx = g(3)["ids"]
+    at = [g(6, i) for i in range(L)]
+    fw = [g(7, i) for i in range(L)]
+    rs = [g(8, i) for i in range(L)]
+    layer_names = [f"layer {i}" for i in range(L)]
+    lkey = v.page.labels_key(layer_names)
+    rows = np.arange(L)
+
+    def stack(key, src):
+        return np.concatenate([d[key] for d in src])        # (L, features)
+    emb = np.concatenate([g(4)["tok_emb"], g(5)["pos_emb"], g(5)["emb"]])
+    ekey = v.page.labels_key(["wte row", "wpe row", "sum"])
+    out = [f"<p>{_reads(t, step)}</p>",
+           v.strips([v.fmap(emb, "emb", "stages 4-5: embeddings", rows=np.arange(3),
+                            row_names=ekey)], ["wte row", "wpe row", "sum"])]
+    feats = [v.fmap(stack("ln_1", at), "ln", "ln_1", rows, lkey),
+             v.fmap(np.concatenate([d["attn.q"] for d in at], axis=1), "qk", "q", rows, lkey),
+             v.fmap(stack("attn.c_proj", at), "write", "attention adds", rows, lkey),
+             v.fmap(stack("mlp.c_fc", fw), "hidden", "c_fc", rows, lkey),
+             v.fmap(stack("mlp.gelu", fw), "hidden", "GELU", rows, lkey),
+             v.fmap(stack("mlp.c_proj", fw), "write", "MLP adds", rows, lkey),
+             v.fmap(stack("resid_mlp", rs), "stream", "stream after the block", rows, lkey)]
+    out.append('<p class="strip-title">stages 6-8, one row per layer</p>'
+               + v.strips(feats, layer_names))
+    # attention of this token over the keys it sees, every head of every layer
+    w = np.concatenate([d["weights"][:, -1] for d in at])     # (L * nh, K)
+    K = w.shape[1]
+    keys = [t.tokens[i] for i in range(len(ctx) - K, len(ctx))]
+    cols, note = pick(K, 2 * v.page.max_rows)
+    names = [f"L{i} h{h}" for i in range(L) for h in range(at[0]["weights"].shape[0])]
+    att = heatmap(v.page, v.scales["weights"].levels(w[:, cols]), v.scales["weights"],
+                  "attention weights of this token over the keys it sees",
+                  v.rh, v.rh, v.page.labels_key(names), cols=[keys[c] for c in cols],
+                  cols_key=v.page.labels_key([f"#{len(ctx) - K + c} {label(keys[c])}"
+                                              for c in cols]), note=note and f"keys: {note}")
+    out.append(v.strips([(att, len(cols) * v.rh)], names))
+    lens = " → ".join(f"{esc(e['layer'])} {chip(e['top'][-1][0][1], limit=12)}"
+                      for e in g(9)["logit_lens"])
+    d11, d12 = g(11), g(12)
+    out.append(f"<p>Stage 9, logit lens: {lens}</p>"
+               + logit_bars(d11["logits"][-1], d11["top_last"], d12["chosen"],
+                            d12["chosen_token"]) + prob_bars(d12))
+    return "".join(out)
+
+
+def _reads(t, step: int) -> str:
+    """Stages 1-3 of a generated token's pass, in one sentence."""
+    d1, d3 = t.stage(1, step=step).data, t.stage(3, step=step).data
+    n, block = len(d3["ids"]), t.config["block_size"]
+    window = (f"; the text is longer than the model's {block} positions, so this pass re-reads "
+              f"the last {block} tokens" if n > block else
+              "; the keys and values of the earlier positions come from the cache")
+    return (f"Stages 1-3: this pass reads {chip(d1['text'])} (bytes "
+            f"{bytes(d1['bytes']).hex(' ')}, id {d3['new_id']}, drawn at step {step - 1}), "
+            f"token {n} of the text{window}.")
+
+
+# ----------------------------------------------------------------------------- backward
+def _backward_summary(v: View) -> str:
+    b = v.t.backward
+    if b is None:
+        return "no backward (forward only)"
+    n, bad = len(b.checks), b.first_disagreement
+    checks = ("" if not n else f"; finite differences agree at all {n} stage outputs"
+              if bad is None else f"; <b class='bad'>first disagreement: {esc(bad)}</b>")
+    return f"loss {b.loss:.4f} = {esc(b.description)}{checks}"
+
+
+def _backward_body(v: View) -> str:
+    b, t = v.t.backward, v.t
     if b is None:
         return "<p>No target was given: forward only.</p>"
     names = list(reversed(list(b.grad_norms)))
-    pos = [show(t.tokens[i])[1:-1] for i in range(len(t.prompt_ids))]
-    norms = np.array([b.grad_norms[n] for n in names])
-    rows = []
-    for n in names:
-        c = b.checks.get(n)
-        v = "" if c is None else (f'<span class="{"ok" if c.ok else "bad"}">{c.verdict}</span>')
-        err = "" if c is None else f"{c.max_abs_error:.2g}"
-        scale = "" if c is None else f"{c.scale:.3g}"
-        f32 = "" if c is None or c.float32_rel_diff is None else f"{c.float32_rel_diff:.2g}"
-        rows.append(f"<tr><td>{esc(n)}</td><td>{v}</td><td>{err}</td><td>{scale}</td>"
-                    f"<td>{f32}</td></tr>")
-    bad = b.first_disagreement
-    verdict = ("" if not b.checks else
-               '<p class="ok">Every stage\'s backward agrees with the finite differences.</p>'
-               if bad is None else
-               f'<p class="bad">First disagreement walking back: {esc(bad)} (the faulty backward '
-               "is between it and the stage after it).</p>")
-    pg = sorted(b.param_grad_norms.items(), key=lambda kv: -kv[1])
+    total = np.array([np.sqrt((np.asarray(b.grad_norms[n], dtype=np.float64) ** 2).sum())
+                      for n in names])
+    stream = np.where([n == "emb" or n.endswith(("resid_attn", "resid_mlp")) for n in names],
+                      total, np.nan)
+    depth = lines({"residual stream": stream, "every stage output": total}, names,
+                  "|d loss / d h| of each stage output (its whole tensor), walking back from "
+                  "the loss (left) to the embeddings (right), on a log scale",
+                  log=True, width=min(v.page.width - 40, 1100), colours=["#e31a1c", "#aaa"])
+    norms = np.array([b.grad_norms[n][v.rows] for n in names])
+    heat = heatmap(v.page, v.scales["grad"].levels(norms), v.scales["grad"],
+                   "|d loss / d h| per position, every stage output", v.rh, v.rh,
+                   v.page.labels_key(names), cols=v.row_labels, cols_key=v.rows_key,
+                   note=v.rows_note and f"positions: {v.rows_note}")
     sal = np.asarray(b.saliency)
-    smax = float(np.abs(sal).max()) or 1.0
-    saliency = "".join(
-        f'<span class="tok" style="background:{_color(v / smax, "div")}" title="{v:.4g}">'
-        f'{esc(show(t.tokens[i])[1:-1])}</span>' for i, v in enumerate(sal))
-    return (f"<p>loss {b.loss:.4f}; target: {esc(b.description)}</p>"
-            + heatmap(norms, "|d loss / d h| per position, from the loss (top) back to the "
-                      "embeddings (bottom)", names, pos, row_scaled=True)
-            + verdict
-            + '<table class="t"><tr><th>stage output</th><th>float64 finite differences</th>'
-              "<th>max |error|</th><th>max |grad|</th><th>float32 vs float64 (rel)</th></tr>"
-            + "".join(rows) + "</table>"
-            + f"<p><b>gradient &times; input saliency</b> of each prompt token (red: raises the "
-              f"loss, blue: lowers it)</p><p>{saliency}</p>"
-            + bars([n.replace("transformer.", "") for n, _ in pg[:24]], [v for _, v in pg[:24]],
-                   "parameter gradient norms (largest 24)", color="#cf222e"))
+    top = float(np.abs(sal).max()) or 1.0
+    chips = "".join(
+        f'<span class="tok" style="background:{_div_colour(x / top)}" title="{x:+.4g}">'
+        f"{esc(label(t.tokens[i]))}</span>" for i, x in enumerate(sal))
+    order = np.argsort(-np.abs(sal))[:5]
+    strongest = ", ".join(f"{chip(t.tokens[i])} {sal[i]:+.3g}" for i in order)
+    rows = "".join(
+        f"<tr><td>{esc(n)}</td><td class='{'ok' if c.ok else 'bad'}'>"
+        f"{'agree' if c.ok else 'disagree'}</td><td>{c.max_abs_error:.1e}</td>"
+        f"<td>{c.scale:.2g}</td><td>{_maybe(c.float32_rel_diff)}</td></tr>"
+        for n, c in ((n, b.checks[n]) for n in names if n in b.checks))
+    fd = ("" if not rows else
+          f"<details><summary>finite-difference checks of all {len(b.checks)} stage outputs"
+          "</summary><table class='t'><tr><th>stage output</th><th>float64 finite differences"
+          "</th><th>max |error|</th><th>largest |gradient|</th><th>float32 vs float64 "
+          f"(relative)</th></tr>{rows}</table></details>")
+    return (f'<p class="intro">The backward pass walks the gradient of the loss back through '
+            f"every stage. Here the loss is {esc(b.description)}. A gradient says how a small "
+            "change of a stage's output would change the loss; each one is checked against "
+            "float64 finite differences (a few elements nudged through the real forward). "
+            "Yellow to dark red are gradient sizes on one log scale across depth, so gradients "
+            "that vanish or explode with depth show as a trend; grey is exactly 0 (a position "
+            "the loss cannot see: with one target, the last block matters only at the last "
+            "position).</p>"
+            + depth + v.strips([(heat, len(v.rows) * v.rh)], names)
+            + "<p><b>Gradient × input saliency</b> of each prompt token (the sum over its "
+              "embedding of gradient × value): blue lowers the loss (pushes towards the target), "
+              f"red raises it.</p><p>{chips}</p><p>Strongest: {strongest}</p>"
+            + "<p><b>Parameter gradient norms</b> (log colour scale):</p>" + param_table(v) + fd)
 
 
-def _header(t: TokenTrace) -> str:
-    c = t.config
-    return (f"<p><b>{esc(t.label or 'trace')}</b>: prompt {_tok(t.text)} &rarr; GPT(n_layer="
-            f"{c['n_layer']}, n_head={c['n_head']}, n_embd={c['n_embd']}, vocab_size="
-            f"{c['vocab_size']}), {esc(t.tokenizer)}; generated {_tok(t.generated_text)}</p>"
-            + "".join(f"<p><i>{esc(n)}</i></p>" for n in t.notes))
+def _maybe(x) -> str:
+    return "" if x is None else f"{x:.1e}"
 
 
+def _div_colour(x: float) -> str:
+    """The CSS colour of x in [-1, 1] on the signed colour map."""
+    rgb = palette("div")[Scale("div", 0.0, 1.0).levels([x])[0]]
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})"
+
+
+def _section(key: str, title: str, views, summary_fn, body_fn, open_=False) -> str:
+    summary = " &nbsp;|&nbsp; ".join(_named(v, views, summary_fn(v)) for v in views)
+    body = body_fn(views[0]) if len(views) == 1 else (
+        '<div class="pair">' + "".join(f"<div><b>{esc(v.name)}</b>{body_fn(v)}</div>"
+                                       for v in views) + "</div>")
+    return (f'<details class="stage" id="{key}"{" open" if open_ else ""}><summary>'
+            f'<span class="name">{title}</span> <span class="sum">— {summary}</span></summary>'
+            f'<div class="body">{body}</div></details>')
+
+
+# ----------------------------------------------------------------------------- page
 def render(a: TokenTrace, b: TokenTrace | None = None) -> str:
-    """The page for one trace, or for two side by side (stages paired by step, number, layer)."""
-    body = ["<h1>The life of a token</h1>"]
+    """The page for one trace, or two side by side (two checkpoints, or two prompts): stage
+    by stage, aligned, every picture on scales shared by both."""
+    traces = [a] if b is None else [a, b]
+    rows, cols = _caps(traces)
+    page = Page(1300 if b is None else 640, rows, cols)
+    scales = shared_scales(traces)
+    views = [View(t, page, scales, t.label or "trace") if b is None else
+             View(t, page, scales, t.label or f"trace {'ab'[i]}", f"t{i}-")
+             for i, t in enumerate(traces)]
+    heads = "".join(_header(v) for v in views)
+    body = [f"<h1>The life of a token</h1>{heads}{_how_to_read(views)}{_nav(views)}",
+            f"<h2>The prompt, stage by stage</h2>"]
+    body += [_stage(n, views) for n in range(1, 13)]
+    body.append('<h2 id="generated">Generated tokens, one forward pass each</h2>')
     if b is None:
-        body.append(_header(a))
+        body.append(_step_rows(views[0]))
     else:
-        body.append(f'<div class="pair"><div>{_header(a)}</div><div>{_header(b)}</div></div>')
-    nav = ", ".join(f'<a href="#s0-{s.number}-{s.layer}">{s.number}'
-                    f'{"" if s.layer is None else "." + str(s.layer)}</a>'
-                    for s in a.stages if s.step == 0)
-    body.append(f"<p>stages of the prompt: {nav}; <a href='#backward'>the gradient walking "
-                "back</a></p>")
-    other = {} if b is None else {s.key: s for s in b.stages}
-    steps = sorted({s.step for s in a.stages} | ({s.step for s in b.stages} if b else set()))
-    for step in steps:
-        body.append(f"<h2>Step {step}: " + ("the prompt" if step == 0 else
-                    f"the forward pass that reads generated token {step}") + "</h2>")
-        mine = [s for s in a.stages if s.step == step]
-        if b is None:
-            body += [_section(a, s) for s in mine]
-            continue
-        keys = [s.key for s in mine] + [s.key for s in b.stages
-                                        if s.step == step and s.key not in {m.key for m in mine}]
-        own = {s.key: s for s in mine}
-        for k in keys:
-            left = _section(a, own[k]) if k in own else ""
-            right = _section(b, other[k]) if k in other else ""
-            body.append(f'<div class="pair"><div>{left}</div><div>{right}</div></div>')
-    body.append('<h2 id="backward">The gradient walking back</h2>')
-    if b is None:
-        body.append(_backward_section(a))
-    else:
-        body.append(f'<div class="pair"><div><h4>{esc(a.label)}</h4>{_backward_section(a)}</div>'
-                    f'<div><h4>{esc(b.label)}</h4>{_backward_section(b)}</div></div>')
-    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>The life of a token: "
-            f"{esc(a.text[:40])}</title><style>{CSS}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
+        body.append('<div class="pair">' + "".join(f"<div><b>{esc(v.name)}</b>{_step_rows(v)}"
+                                                   "</div>" for v in views) + "</div>")
+    body.append("<h2>The gradient walking back</h2>")
+    body.append(_section("backward", "backward", views, _backward_summary, _backward_body))
+    palettes = {"levels": LEVELS, "maps": {k: palette(k)[:LEVELS].tolist() for k in COLOURMAPS}}
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>The life of a token: {esc(a.text[:40])}</title><style>{CSS}</style>"
+            "</head><body>" + "\n".join(body)
+            + f'<script type="application/json" id="labels">{page.labels_json()}</script>'
+            + f'<script type="application/json" id="palettes">{json.dumps(palettes)}</script>'
+            + f"<script>{SCRIPT}</script></body></html>\n")

@@ -22,8 +22,8 @@ from minigrad.fileio import atomic_write
 
 from .report import jsonable, text_report
 
-__all__ = ["STAGES", "STAGE_TENSORS", "HEADS_FIRST", "stage_names", "FDCheck", "Stage",
-           "Backward", "TokenTrace"]
+__all__ = ["STAGES", "STAGE_TENSORS", "HEADS_FIRST", "stage_name", "stage_names", "FDCheck",
+           "Stage", "Backward", "TokenTrace"]
 
 STAGES = {
     1: "text -> bytes",
@@ -52,6 +52,17 @@ STAGE_TENSORS = {
 }
 # per head: q/k/v/attn.y (nh, T, hs), scores and weights (nh, Tq, Tk); the others (T, ...)
 HEADS_FIRST = ("attn.q", "attn.k", "attn.v", "attn.y", "attn.scores", "attn.weights")
+
+
+def stage_name(number: int, tokenizer_kind: str = "bpe") -> str:
+    """A stage's name (STAGES); stage 2 of a character tokenizer is not BPE.
+
+    >>> stage_name(2, "char")
+    'tokenization (characters)'
+    """
+    if number == 2 and tokenizer_kind == "char":
+        return "tokenization (characters)"
+    return STAGES[number]
 
 
 def stage_names(n_layer: int) -> list[str]:
@@ -99,7 +110,7 @@ class Stage:
 
     @property
     def name(self) -> str:
-        return STAGES[self.number]
+        return stage_name(self.number, self.data.get("kind", "bpe"))
 
     @property
     def title(self) -> str:
@@ -113,7 +124,10 @@ class Stage:
 
 @dataclass
 class Backward:
-    """The gradient walking back from the loss through every stage (step 0 only)."""
+    """The gradient walking back from the loss through every stage (step 0 only). The loss is
+    the cross-entropy on ``targets``: with one target (kind "chosen" or "token") it is
+    -log p(that token) at the last position, so its gradient says what made that token
+    likely (a step against the gradient makes it likelier)."""
     loss: float
     description: str                 # what the loss predicts
     targets: np.ndarray              # (T,) target id per position, -1 = no loss there
@@ -121,6 +135,7 @@ class Backward:
     param_grad_norms: dict           # parameter name -> |dL/dp|
     saliency: np.ndarray             # (T,) sum_c dL/d tok_emb * tok_emb per prompt token
     checks: dict                     # stage output name -> FDCheck (empty when check=False)
+    kind: str = "token"              # "chosen", "token", "continuation" or "sequence" (TARGETS)
 
     @property
     def first_disagreement(self) -> str | None:
@@ -200,8 +215,10 @@ class TokenTrace:
         return text
 
     def to_html(self, path=None, compare: "TokenTrace | None" = None) -> str:
-        """One self-contained HTML page (inline SVG, no network); with ``compare``, the two
-        traces side by side, stage by stage. Returns the HTML (and writes it to path)."""
+        """One self-contained HTML page (inline images and SVG, nothing loaded from outside),
+        folded stage by stage (docs/trace.md); with ``compare`` (another checkpoint, or
+        another prompt) the two traces side by side, stage by stage, on shared scales.
+        Returns the HTML (and writes it to path)."""
         from .html import render
         page = render(self, compare)
         if path is not None:

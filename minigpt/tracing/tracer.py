@@ -8,9 +8,12 @@ recorded and the arrays its fused attention op computed.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 import minigrad as mg
+import minigrad.functional as F
 from minigrad import backend
 
 from ..errors import ConfigError
@@ -26,17 +29,22 @@ from .stages import (generated_token_stages, model_stages, pass_arrays, pass_gra
 
 def trace(model, tokenizer, text: str, max_new_tokens: int = 0, temperature: float = 1.0,
           top_k: int | None = None, top_p: float | None = None, seed: int | None = 0,
-          target=None, top: int = 5, check: bool = True, fd_samples: int = 3,
+          target="chosen", top: int = 5, check: bool = True, fd_samples: int = 3,
           eos_token_id: int | None = None, label: str = "") -> TokenTrace:
     """Record the life of ``text``'s tokens through ``model``, then of each generated token.
 
     Sampling is GPT.generate's own loop (same filter, same KV cache, same seeded generator),
     so ``seed`` gives the tokens model.generate(..., seed=seed) gives.
-    ``target`` turns on the backward pass:
-      - None: forward only;
-      - an int id, or a str whose first token is used: the actual next token after the prompt;
-      - True: the prompt's own continuation (position t predicts prompt token t + 1);
-      - a sequence of T ints: the target at each prompt position (-1: no loss there).
+    ``target`` says what the backward pass explains (the loss is the cross-entropy GPT.forward
+    computes, on the prompt pass's own recorded logits):
+      - "chosen" (the default): the next token the trace chose (stage 12 of the prompt); the
+        loss is -log p(chosen), so the gradients say which inputs and layers made it likely;
+      - an int id, or a str whose first token is used: that token as the next one (a str that
+        is exactly "chosen" or "continuation" names the rule: pass such a word as its id);
+      - "continuation" (or True): the prompt's own continuation (position t predicts prompt
+        token t + 1), the loss training learns from;
+      - a sequence of T ints: the target at each prompt position (-1: no loss there);
+      - None or False: forward only.
     ``check`` adds the float64 finite-difference spot-check (``fd_samples`` elements per stage).
     ``top``: rows of the top-k tables and the logit lens. ``eos_token_id`` defaults to the
     tokenizer's end-of-text token; generation stops once it is chosen. Settings out of range
@@ -58,19 +66,16 @@ def trace(model, tokenizer, text: str, max_new_tokens: int = 0, temperature: flo
         ids = ids[-cfg.block_size:]
         stages[2].data["ids"] = list(ids)
     tokens = {i: token_text(tokenizer, i) for i in ids}
-    targets = _targets(tokenizer, ids, target)
-    passes = []   # (Pass, Recorder, loss) of every forward pass the loop ran
+    kind = _target_kind(target)
+    targets = None if kind in (None, "chosen") else _targets(tokenizer, ids, target, kind)
+    passes = []   # (Pass, Recorder, logits) of every forward pass the loop ran
 
-    def forward(model, run):   # the loop's pass, recorded; the prompt's with its backward
-        if run.step == 0 and targets is not None:
-            with mg.enable_grad(), Recorder(retain_grad=True) as rec:
-                logits, loss = model(run.ids, backend.to_device(targets[None], model.device),
-                                     cache=run.cache)
-                loss.backward()
-        else:
-            with Recorder() as rec:
-                logits, loss = model(run.ids, cache=run.cache)
-        passes.append((run, rec, loss))
+    def forward(model, run):   # the loop's pass, recorded
+        keep_graph = run.step == 0 and kind is not None     # the prompt's, for the backward
+        grad_mode = mg.enable_grad() if keep_graph else contextlib.nullcontext()
+        with grad_mode, Recorder(retain_grad=keep_graph) as rec:
+            logits, _ = model(run.ids, cache=run.cache)
+        passes.append((run, rec, logits))
         return logits
 
     was_training = model.training
@@ -79,25 +84,32 @@ def trace(model, tokenizer, text: str, max_new_tokens: int = 0, temperature: flo
     idx = np.array([ids], dtype=np.int64)
     context, generated, bwd, steps = list(ids), [], None, None
     try:
-        if targets is not None:
+        if kind is not None:
             for p, _ in saved_grads:
                 p.grad = None
         # max_new_tokens 0 still shows stage 12 of the prompt: the token it would choose
         steps = generate_steps(model, idx, max(max_new_tokens, 1), temperature, top_k, top_p,
                                eos_token_id, seed, forward=forward)
         for step, (nxt, last) in enumerate(steps):
-            run, rec, loss = passes[step]
+            run, rec, logits = passes[step]
+            nxt, appended = int(nxt[0]), len(generated) < max_new_tokens
+            loss = None
+            if step == 0 and kind is not None:   # the backward, now that the choice is known
+                if kind == "chosen":
+                    targets = np.full(len(ids), -1, dtype=np.int64)
+                    targets[-1] = nxt
+                loss = _loss_backward(logits, targets, model.device)
             arrays = pass_arrays(rec)
             grads = pass_grads(rec, stage_names(cfg.n_layer), cfg.n_head)
             stages += model_stages(model, tokenizer, arrays, grads, step, run.first_new, top,
                                    tokens)
-            if step == 0 and targets is not None:
+            if loss is not None:
                 bwd = backward_record(model, arrays, grads, loss, targets,
-                                      _describe_target(targets, tokenizer))
+                                      _describe_target(targets, tokenizer, kind, last[0]))
+                bwd.kind = kind
                 if check:
                     bwd.checks = fd_checks(model, idx, targets, grads, fd_samples)
                     _attach_checks(stages, bwd.checks)
-            nxt, appended = int(nxt[0]), len(generated) < max_new_tokens
             stages.append(sampling_stage(tokenizer, last[0], nxt, step, temperature, top_k,
                                          top_p, top, appended, tokens))
             if not appended:
@@ -137,16 +149,37 @@ def _attach_checks(stages, checks) -> None:
                     if prefix + n in checks}
 
 
-def _targets(tokenizer, ids, target):
-    """(T,) target per position, -1 where there is no loss; None without a target."""
-    T = len(ids)
+TARGETS = ("chosen", "continuation")   # the targets named by a rule (any other str: a token)
+
+
+def _target_kind(target) -> str | None:
+    """None (forward only), "chosen", "continuation", "token" or "sequence"."""
     if target is None or target is False:
         return None
+    if target is True or (isinstance(target, str) and target in TARGETS):
+        return "continuation" if target is True else target
+    return "token" if isinstance(target, (str, int, np.integer)) else "sequence"
+
+
+def _loss_backward(logits, targets, device):
+    """GPT.forward's loss (cross-entropy, -1 ignored) on the prompt pass's own logits, and
+    its backward through the graph that pass recorded."""
+    B, T, _ = logits.shape
+    with mg.enable_grad(), mg.stage("loss"):
+        loss = F.cross_entropy(logits.reshape(B * T, -1),
+                               backend.to_device(targets, device), ignore_index=-1)
+    loss.backward()
+    return loss
+
+
+def _targets(tokenizer, ids, target, kind):
+    """(T,) target per position, -1 where there is no loss (kind: _target_kind's)."""
+    T = len(ids)
     t = np.full(T, -1, dtype=np.int64)
-    if target is True:
+    if kind == "continuation":
         if T < 2:
-            raise ConfigError("trace: target=True (the prompt's own continuation) needs a "
-                              "prompt of at least 2 tokens")
+            raise ConfigError("trace: target='continuation' (the prompt's own continuation) "
+                              "needs a prompt of at least 2 tokens; use target='chosen'")
         t[:-1] = ids[1:]
     elif isinstance(target, str):
         enc = tokenizer.encode(target, allowed_special="all")
@@ -163,12 +196,18 @@ def _targets(tokenizer, ids, target):
     return t
 
 
-def _describe_target(targets, tokenizer) -> str:
+def _describe_target(targets, tokenizer, kind, last_logits) -> str:
     pos = np.flatnonzero(targets >= 0)
-    if len(pos) == 1:
-        return (f"next token {show(token_text(tokenizer, targets[pos[0]]))} "
-                f"(id {int(targets[pos[0]])}) at position {int(pos[0])}")
-    return f"the prompt's own continuation ({len(pos)} positions)"
+    if len(pos) == 1 and kind in ("chosen", "token") and pos[0] == len(targets) - 1:
+        i = int(targets[pos[0]])
+        z = last_logits - last_logits.max()
+        p = float(np.exp(z[i]) / np.exp(z).sum())
+        what = "the chosen next token" if kind == "chosen" else "the next token asked for"
+        return (f"-log p({show(token_text(tokenizer, i))}) at position {int(pos[0])}: {what} "
+                f"(id {i}, p {p:.3g})")
+    if kind == "continuation":
+        return f"the prompt's own continuation ({len(pos)} positions)"
+    return f"the given targets ({len(pos)} positions)"
 
 
-__all__ = ["trace"]
+__all__ = ["trace", "TARGETS"]

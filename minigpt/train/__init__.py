@@ -19,8 +19,8 @@ Where things are:
 - ``log.py``: ``log.csv``, ``loss.png``, ``health.csv`` and the progress lines;
 - ``resume.py``: what ``--resume`` takes from a checkpoint, and what it never takes.
 
-Only the main process (rank 0) logs, saves and samples; under DDP (``minigpt.ddp``, README
-"Data-parallel training on MPI") every rank evaluates its shard of each validation batch and
+Only the main process (rank 0) logs, saves and samples; under DDP (``minigpt.ddp``,
+docs/ddp.md) every rank evaluates its shard of each validation batch and
 the mean is reported, so the validation loss equals that of one process with the global
 batch. Checkpoints go to ``<out_dir>/ckpt.safetensors`` every ``checkpoint_interval`` steps,
 at the end and on Ctrl-C. Resuming restores weights, optimizer moments, RNG state and the

@@ -40,7 +40,7 @@ def _group(name: str):
 
 _model, _data, _optim = _group("model"), _group("data"), _group("optimization")
 _eval = _group("evaluation, logging and checkpoints")
-_ddp = _group("data-parallel training (README: \"Data-parallel training on MPI\")")
+_ddp = _group("data-parallel training (docs/ddp.md)")
 _samples = _group("samples printed at the end")   # defaults and help: minigpt.sampling
 
 
@@ -336,8 +336,8 @@ def build_parser() -> ArgumentParser:
         description="Train a GPT (default: the built-in corpus, about 5 minutes on 2 CPU "
                     "cores), then print samples. Settings come from the defaults, then "
                     "--config FILE, then the flags; with --resume, the checkpoint's settings "
-                    "replace the defaults, except its paths and lr schedule (README: Stop, "
-                    "resume, and what is never lost).")
+                    "replace the defaults, except its paths and lr schedule (docs/training.md: "
+                    "Stop, resume, and what is never lost).")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (the "
                    "field names below, without dashes)")
     groups = {}

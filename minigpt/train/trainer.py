@@ -184,7 +184,7 @@ class Trainer:
             loss = self.forward_backward()
         loss = self.sync_gradients(loss)
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = clip_grad_norm_(self.params, max_norm)
+        grad_norm = float(clip_grad_norm_(self.params, max_norm))   # (a 0-d tensor, as torch)
         with self._interrupts.hold():     # never leave the weights half updated
             if self.health:
                 self.health.before_update(step)

@@ -9,13 +9,25 @@
 from .. import functional
 from . import init, utils
 from .layers import GELU, Dropout, Embedding, Identity, LayerNorm, Linear, ReLU, Sigmoid, Tanh
-from .layers import Flatten, LeakyReLU, LogSoftmax, Softmax, Softplus
+from .layers import ELU, Flatten, Hardtanh, LeakyReLU, LogSoftmax, Mish, ReLU6, SiLU, Softmax
+from .layers import CosineSimilarity, PairwiseDistance, Softplus, Unflatten
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .loss import HuberLoss, KLDivLoss, SmoothL1Loss
+from .conv import (AdaptiveAvgPool2d, AvgPool1d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d,
+                   Conv2d, MaxPool1d, MaxPool2d)
 from .container import ModuleDict, ModuleList, Sequential
 from .module import IncompatibleKeys, Module, Parameter, StateDictError
+
+def __getattr__(name):
+    from ..missing import missing
+    raise missing("nn", name)
+
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear",
            "Embedding", "LayerNorm", "Dropout", "GELU", "ReLU", "Tanh", "Sigmoid", "Identity",
            "init", "utils", "functional", "StateDictError", "IncompatibleKeys",
            "Softmax", "LogSoftmax", "Flatten", "Softplus", "LeakyReLU", "CrossEntropyLoss",
-           "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss"]
+           "NLLLoss", "MSELoss", "L1Loss", "BCELoss", "BCEWithLogitsLoss", "SiLU", "ELU",
+           "ReLU6", "Mish", "Hardtanh", "SmoothL1Loss", "HuberLoss", "KLDivLoss", "Conv1d",
+           "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool2d",
+           "BatchNorm1d", "BatchNorm2d", "Unflatten", "CosineSimilarity", "PairwiseDistance"]

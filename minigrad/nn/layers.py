@@ -5,6 +5,7 @@ import math
 import numbers
 
 from .. import backend
+from ..autograd import no_grad
 from .. import functional as F
 from ..errors import ArgumentError
 from ..tensor import DEFAULT_FLOAT, as_dtype
@@ -69,22 +70,52 @@ class Linear(Module):
 class Embedding(Module):
     """A lookup table: integer ids (...) -> rows (..., embedding_dim); weight ~ N(0, 1)."""
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, device=None, dtype=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None,
+                 max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False,
+                 _weight=None, _freeze=False, device=None, dtype=None):
         super().__init__()
         num_embeddings = _size("Embedding", "num_embeddings", num_embeddings, 1)
         embedding_dim = _size("Embedding", "embedding_dim", embedding_dim)
+        if max_norm is not None or scale_grad_by_freq or sparse or _weight is not None:
+            raise ArgumentError("Embedding: max_norm, scale_grad_by_freq, sparse and _weight "
+                                "are not supported (for pretrained rows: copy them into "
+                                ".weight under no_grad())")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ArgumentError(f"Embedding: padding_idx must be within num_embeddings "
+                                    f"({num_embeddings}), got {padding_idx}")
+            padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.padding_idx = padding_idx
         self.weight = _new_param((num_embeddings, embedding_dim), dtype, device)
         self.reset_parameters()
 
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, **kwargs):
+        """An Embedding holding a copy of ``embeddings`` (rows, dim); frozen (no gradient)
+        unless freeze=False."""
+        if embeddings.ndim != 2:
+            raise ArgumentError(f"Embedding.from_pretrained: embeddings must be 2-D (rows, "
+                                f"dim), got shape {embeddings.shape}")
+        emb = cls(*embeddings.shape, padding_idx=padding_idx, dtype=embeddings.dtype,
+                  device=embeddings.device, **kwargs)
+        with no_grad():
+            emb.weight.copy_(embeddings)
+        emb.weight.requires_grad = not freeze
+        return emb
+
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
+        if self.padding_idx is not None:          # torch: the padding row starts at zero
+            with no_grad():
+                self.weight[self.padding_idx].fill_(0)
 
     def forward(self, idx):
-        return F.embedding(idx, self.weight)
+        return F.embedding(idx, self.weight, self.padding_idx)
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
 
 
 class LayerNorm(Module):
@@ -96,10 +127,10 @@ class LayerNorm(Module):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else \
             tuple(normalized_shape)
-        if len(shape) != 1:
-            raise ArgumentError(f"LayerNorm: normalized_shape must be one size (the last "
-                                f"dimension), got {normalized_shape!r}")
-        shape = (_size("LayerNorm", "normalized_shape", shape[0], 1),)
+        if not shape:
+            raise ArgumentError(f"LayerNorm: normalized_shape must name at least one (last) "
+                                f"dimension, got {normalized_shape!r}")
+        shape = tuple(_size("LayerNorm", "normalized_shape", s, 1) for s in shape)
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
             raise ArgumentError(f"LayerNorm: eps must be a number > 0, got {eps!r}")
         self.normalized_shape, self.eps = shape, eps
@@ -133,15 +164,16 @@ class Dropout(Module):
     """Zero each element with probability p while training (scaling the rest by 1/(1-p));
     the identity in eval mode."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         self.p = _probability("Dropout", p)
+        self.inplace = inplace
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training)
+        return F.dropout(x, self.p, self.training, self.inplace)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
 class GELU(Module):
@@ -161,9 +193,65 @@ class GELU(Module):
         return f"approximate={self.approximate!r}"
 
 
-class ReLU(Module):
+class _Activation(Module):
+    """An elementwise activation with torch's ``inplace`` flag (its repr shows it when set)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Activation):
     def forward(self, x):
-        return F.relu(x)
+        return F.relu(x, self.inplace)
+
+
+class SiLU(_Activation):
+    """x * sigmoid(x)."""
+
+    def forward(self, x):
+        return F.silu(x, self.inplace)
+
+
+class ReLU6(_Activation):
+    def forward(self, x):
+        return F.relu6(x, self.inplace)
+
+
+class Mish(_Activation):
+    def forward(self, x):
+        return F.mish(x, self.inplace)
+
+
+class ELU(_Activation):
+    """x where x > 0, else alpha (e^x - 1)."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, x):
+        return F.elu(x, self.alpha, self.inplace)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class Hardtanh(_Activation):
+    """x clamped to [min_val, max_val]."""
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__(inplace)
+        self.min_val, self.max_val = min_val, max_val
+
+    def forward(self, x):
+        return F.hardtanh(x, self.min_val, self.max_val, self.inplace)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}"
 
 
 class Tanh(Module):
@@ -239,12 +327,48 @@ class Softplus(Module):
 class LeakyReLU(Module):
     """x where x > 0, else negative_slope * x."""
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x):
-        return F.leaky_relu(x, self.negative_slope)
+        return F.leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}"
+
+
+class Unflatten(Module):
+    """Split dim ``dim`` into ``unflattened_size`` (torch.nn.Unflatten)."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        return x.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+class CosineSimilarity(Module):
+    """F.cosine_similarity along ``dim``."""
+
+    def __init__(self, dim: int = 1, eps: float = 1e-8):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1, x2):
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    """F.pairwise_distance: ||x1 - x2 + eps||_p along the last dim."""
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1, x2):
+        return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)

@@ -17,6 +17,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
+from ..errors import ArgumentError
 from ..errors import StateDictError  # noqa: F401  (re-exported: minigrad.nn.StateDictError)
 from ..tensor import Tensor, as_dtype
 
@@ -39,6 +40,17 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+class _RemovableHandle:
+    """What register_forward_hook returns: .remove() unregisters the hook."""
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
 def _is_device(x) -> bool:
     return isinstance(x, str) and x.split(":")[0] in backend.DEVICES
 
@@ -55,6 +67,7 @@ class Module:
     submodules in ``__init__``, and write ``forward``; call the module to run it."""
 
     training: bool
+    _forward_hooks = _forward_pre_hooks = None     # lists, made by the first registration
 
     def __init__(self):
         object.__setattr__(self, "training", True)
@@ -68,7 +81,44 @@ class Module:
                                   '"forward" function')
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if self._forward_hooks is None and self._forward_pre_hooks is None:
+            return self.forward(*args, **kwargs)
+        for hook in list(self._forward_pre_hooks or ()):
+            changed = hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks or ()):
+            changed = hook(self, args, out)
+            if changed is not None:
+                out = changed
+        return out
+
+    # ------------------------------------------------------------------ hooks
+    def register_forward_hook(self, hook):
+        """Call hook(module, inputs, output) after each forward (a returned value replaces
+        the output): to read activations. Returns a handle; handle.remove() unregisters."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def register_forward_pre_hook(self, hook):
+        """Call hook(module, inputs) before each forward (a returned value replaces the
+        inputs). Returns a handle; handle.remove() unregisters."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def _add_hook(self, table, hook):
+        hooks = self.__dict__.get(table)
+        if hooks is None:
+            hooks = []
+            object.__setattr__(self, table, hooks)
+        hooks.append(hook)
+        return _RemovableHandle(hooks, hook)
+
+    def register_full_backward_hook(self, hook):
+        raise ArgumentError("register_full_backward_hook is not supported: register a hook on "
+                            "the tensors instead, e.g. out = module(x); "
+                            "out.register_hook(lambda grad: ...)")
+
+    register_backward_hook = register_full_backward_hook
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -318,6 +368,9 @@ class Module:
 
     def double(self) -> Module:
         return self.to(dtype=np.float64)
+
+    def half(self) -> Module:
+        return self.to(dtype=np.float16)
 
     # ------------------------------------------------------------------ state dict
     def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):

@@ -8,6 +8,13 @@
 from . import lr_scheduler
 from .lr_scheduler import LambdaLR, LRScheduler, WarmupCosineLR, cosine_with_warmup
 from .optimizer import SGD, Adam, AdamW, Optimizer, clip_grad_norm_, weight_decay_groups
+from .rmsprop import RMSprop
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "weight_decay_groups",
-           "lr_scheduler", "LRScheduler", "LambdaLR", "WarmupCosineLR", "cosine_with_warmup"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "clip_grad_norm_",
+           "weight_decay_groups", "lr_scheduler", "LRScheduler", "LambdaLR", "WarmupCosineLR",
+           "cosine_with_warmup"]
+
+
+def __getattr__(name):
+    from ..missing import missing
+    raise missing("optim", name)

@@ -273,5 +273,101 @@ class SequentialLR(LRScheduler):
         super().load_state_dict(state)
 
 
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """Cosine annealing from base_lr to eta_min over T_0 steps, then again over T_0 * T_mult,
+    T_0 * T_mult**2, ... steps (SGDR; torch.optim.lr_scheduler.CosineAnnealingWarmRestarts)."""
+
+    def __init__(self, optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1):
+        self.T_0 = _positive_int("CosineAnnealingWarmRestarts", "T_0", T_0)
+        self.T_mult = _positive_int("CosineAnnealingWarmRestarts", "T_mult", T_mult)
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def _position(self):
+        """(steps into the current cycle, its length) at self.last_epoch."""
+        epoch, t0, mult = self.last_epoch, self.T_0, self.T_mult
+        if epoch < t0:
+            return epoch, t0
+        if mult == 1:
+            return epoch % t0, t0
+        n = int(math.log(epoch / t0 * (mult - 1) + 1, mult))
+        return epoch - t0 * (mult ** n - 1) // (mult - 1), t0 * mult ** n
+
+    def get_lr(self):
+        t_cur, t_i = self._position()
+        cos = (1 + math.cos(math.pi * t_cur / t_i)) / 2
+        return [self.eta_min + (base - self.eta_min) * cos for base in self.base_lrs]
+
+
+class ReduceLROnPlateau:
+    """Multiply the lr by ``factor`` when a metric (``step(val_loss)``) has not improved for
+    ``patience`` steps (torch.optim.lr_scheduler.ReduceLROnPlateau): mode 'min' or 'max',
+    improvement beyond ``threshold`` (relative or absolute), ``cooldown`` steps of rest after
+    a reduction, never below ``min_lr``."""
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0, eps=1e-8):
+        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
+            raise ArgumentError(f"ReduceLROnPlateau: mode must be 'min' or 'max' and "
+                                f"threshold_mode 'rel' or 'abs', got {mode!r}, "
+                                f"{threshold_mode!r}")
+        if not factor < 1.0:
+            raise ArgumentError(f"ReduceLROnPlateau: factor should be < 1.0, got {factor}")
+        self.optimizer, self.mode, self.factor, self.patience = optimizer, mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown, self.eps = (
+            threshold, threshold_mode, cooldown, eps)
+        n = len(optimizer.param_groups)
+        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def _better(self, a):
+        if self.mode == "min":
+            bar = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else \
+                self.best - self.threshold
+            return a < bar
+        bar = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else \
+            self.best + self.threshold
+        return a > bar
+
+    def step(self, metrics) -> None:
+        """One epoch's metric (a number or a one-element tensor)."""
+        current = float(metrics)
+        self.last_epoch += 1
+        if self._better(current):
+            self.best, self.num_bad_epochs = current, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+                old = float(group["lr"])
+                new = max(old * self.factor, min_lr)
+                if old - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.__dict__.update(state_dict)
+
+
+def __getattr__(name):
+    from ..missing import missing
+    raise missing("lr_scheduler", name)
+
+
 __all__ = ["cosine_with_warmup", "LRScheduler", "LambdaLR", "WarmupCosineLR", "StepLR",
-           "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR"]
+           "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "SequentialLR",
+           "CosineAnnealingWarmRestarts", "ReduceLROnPlateau"]

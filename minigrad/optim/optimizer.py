@@ -19,6 +19,8 @@ import copy
 import math
 import numbers
 
+import numpy as np
+
 from .. import backend
 from ..errors import ArgumentError, ShapeError, StateDictError
 
@@ -372,6 +374,15 @@ def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _implementation_flags(owner, differentiable):
+    """torch's foreach=, fused= and capturable= choose among implementations of the same
+    update; minigrad has one (a compiled loop on the CPU), so they are accepted and change
+    nothing. differentiable=True (gradients through the step) is refused."""
+    if differentiable:
+        raise ArgumentError(f"{owner}: differentiable=True is not supported (minigrad records "
+                            f"no graph through an optimizer step)")
+
+
 def _constructor_error(name, message):
     return ArgumentError(f"{name}: {message}")
 
@@ -397,7 +408,9 @@ class SGD(Optimizer):
     _STATE_OPTIONAL = ("momentum_buffer",)     # None or missing: the next step starts one
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach=None, differentiable: bool = False, fused=None):
+        _implementation_flags(type(self).__name__, differentiable)
         self._check_hyperparameters(dict(lr=lr, momentum=momentum, dampening=dampening,
                                          weight_decay=weight_decay, nesterov=nesterov),
                                     _constructor_error)
@@ -457,7 +470,10 @@ class Adam(Optimizer):
         return ("step", "exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",)
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach=None, capturable: bool = False, differentiable: bool = False,
+                 fused=None):
+        _implementation_flags(type(self).__name__, differentiable)
         betas = tuple(betas) if isinstance(betas, (tuple, list)) else betas
         self._check_hyperparameters(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
                                     _constructor_error)
@@ -482,7 +498,7 @@ class Adam(Optimizer):
         state["step"] += 1
         # The readable update below, or the same steps as one compiled pass (adam_step_ in
         # minigrad/backend/kernels.py), picked by the switch the fused ops use; tests hold
-        # the two equal (tests/test_kernels.py).
+        # the two equal (tests/minigrad/backend/test_kernels.py).
         loops = None if group["amsgrad"] else backend.kernels_for(xp, p.array, grad, m, v)
         if loops is not None:
             self._compiled_update(loops, p, grad, state, group)
@@ -544,9 +560,11 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach=None, capturable: bool = False, differentiable: bool = False,
+                 fused=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+                         amsgrad=amsgrad, maximize=maximize, differentiable=differentiable)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -568,9 +586,10 @@ def weight_decay_groups(named_params, weight_decay: float) -> list[dict]:
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> float:
+                    error_if_nonfinite: bool = False):
     """Scale the gradients in place so their joint norm is at most ``max_norm``
-    (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping, as a float.
+    (torch.nn.utils.clip_grad_norm_). Returns the total norm before clipping, as torch
+    does: a 0-d tensor (of the gradients' dtype; ``.item()`` or ``float()`` for a number).
 
     The total norm is the norm of the per-parameter norms (any ``norm_type``,
     ``float("inf")`` for the max); gradients are multiplied by
@@ -582,9 +601,10 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
                             f"clipping), got {max_norm!r}")
     if hasattr(parameters, "grad"):
         parameters = [parameters]
+    from ..tensor import Tensor
     grads = [p.grad.array for p in parameters if p.grad is not None]
     if not grads:
-        return 0.0
+        return Tensor._make(np.zeros((), np.float32), False)
     norm_type = float(norm_type)
     xp = backend.get_array_module(grads[0])
     if any(backend.get_array_module(g) is not xp for g in grads):
@@ -599,7 +619,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if not coef >= 1.0:     # also when the norm is NaN: the gradients become NaN, as in torch
         for g in grads:
             g *= coef
-    return total
+    return Tensor._make(xp.asarray(total, dtype=grads[0].dtype), False)
 
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "weight_decay_groups"]
