@@ -323,8 +323,8 @@ class Linear(Function):
     # y = x @ W^T + b, W of shape (out, in) as in torch.nn.Linear; rows flattened so
     # every product is one 2-D GEMM:  dx = g @ W,  dW = g^T @ x,  db = sum_rows g.
     # On the CPU the forward's rows (or, when fewer, its outputs) are cut into one piece per
-    # core, bias added while the piece is in cache, and the backward computes dx beside dW
-    # (backend.blas_rows, blas_tasks).
+    # core, bias added while the piece is in cache, and the backward computes dW beside
+    # dx and db (backend.blas_rows, blas_tasks).
     saved_inputs = {0: (1,), 1: (0,)}
     saves_output = False
 
@@ -355,16 +355,18 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])
         grads = [None] * len(needs)
 
-        def input_grad():
-            grads[0] = (g2 @ self.weight).reshape(self.x_shape)
-
-        def weight_grads():
+        def weight_grad():
             if needs[1]:
                 grads[1] = g2.T @ self.x2
+
+        def input_and_bias_grads():
+            if needs[0]:
+                grads[0] = (g2 @ self.weight).reshape(self.x_shape)
             if len(needs) == 3 and needs[2]:
                 grads[2] = xp.ones(g2.shape[0], dtype=g2.dtype) @ g2   # row sum as BLAS gemv
-        tasks = ([input_grad] if needs[0] else []) + [weight_grads]
-        blas_tasks(tasks, 2 * g2.size * self.x2.shape[1], xp)
+        # this thread takes the first task at once, a pool thread the second when it wakes
+        # (~0.1 ms later): dW first, as dx and dW cost the same and db goes beside dx
+        blas_tasks([weight_grad, input_and_bias_grads], 2 * g2.size * self.x2.shape[1], xp)
         return tuple(grads)
 
 
@@ -375,6 +377,10 @@ class Linear(Function):
 #   p = softmax(s), s = (q * scale) k^T masked;  y = (p * mask) v
 #   dv = (p * mask)^T G;  dp = (G v^T) * mask;  ds = p (dp - rowsum(dp p));
 #   dq = ds k * scale;  dk = ds^T (q * scale)
+# The helpers take the keys twice over, k (..., Tk, hs) and kt = k^T (..., hs, Tk), and v
+# and vt = v^T likewise: each product then reads its operands as stored. They may be views
+# of one another; MultiHeadAttention passes copies, as BLAS's small-matrix kernels run
+# q @ k^T 1.3-1.5x slower from a transposed view than from kt itself (OpenBLAS, AVX-512).
 ATTENTION_BLOCK = 64   # queries per block
 
 
@@ -389,14 +395,14 @@ def _query_blocks(tq, tk, causal):
     return blocks
 
 
-def _attention_weights(xp, qs, k, a, b, e, causal, scores_out=None):
-    """p = softmax(s) for queries a:b over keys 0:e, s = qs k^T (qs = q * scale), the keys
-    ahead of each query masked when causal. ``scores_out`` (a recording): receives s before
-    the mask and the softmax overwrite it."""
-    s = qs[..., a:b, :] @ xp.swapaxes(k[..., :e, :], -1, -2)           # (..., b-a, e)
+def _attention_weights(xp, qs, kt, a, b, e, causal, scores_out=None):
+    """p = softmax(s) for queries a:b over keys 0:e, s = qs k^T (qs = q * scale, kt = k^T),
+    the keys ahead of each query masked when causal. ``scores_out`` (a recording): receives
+    s before the mask and the softmax overwrite it."""
+    s = qs[..., a:b, :] @ kt[..., :e]                                  # (..., b-a, e)
     if scores_out is not None:
         scores_out[...] = s
-    tq, tk = qs.shape[-2], k.shape[-2]
+    tq, tk = qs.shape[-2], kt.shape[-1]
     rows = s.reshape((-1,) + s.shape[-2:])
     loops = kernels_for(xp, rows)
     if loops is not None:                      # the same as kernel below, compiled
@@ -418,29 +424,29 @@ def _attention_weights(xp, qs, k, a, b, e, causal, scores_out=None):
     return s
 
 
-def _keep_weights(q, k, v):
+def _keep_weights(qs, kt, v):
     """Whether forward keeps the attention weights for backward: only while they are no
     larger than q, k and v together (T <= 3 head sizes). Longer contexts recompute them
     block by block in backward (like flash attention): there the (T x T) weights of every
     head would be the largest activation of a block."""
-    n = q.shape[-2] * k.shape[-2] * math.prod(np.broadcast_shapes(q.shape[:-2], k.shape[:-2]))
-    return n <= q.size + k.size + v.size
+    n = qs.shape[-2] * kt.shape[-1] * math.prod(np.broadcast_shapes(qs.shape[:-2],
+                                                                      kt.shape[:-2]))
+    return n <= qs.size + kt.size + v.size
 
 
-def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, out=None,
-                       seen=None):
-    """y (..., Tq, hv) (written into ``out`` if given), qs = q * scale, and the weights of
-    each block (None: not kept). ``seen`` (a recording): (scores, weights), two arrays
-    (..., Tq, Tk) that receive each block's scores before the softmax and its weights."""
-    qs = q * scale if qs is None else qs
-    batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    blocks = _query_blocks(q.shape[-2], k.shape[-2], causal)
-    keep = _keep_weights(q, k, v)
+def _attention_forward(xp, qs, kt, v, causal, dropout_mask, out=None, seen=None):
+    """y (..., Tq, hv) (written into ``out`` if given) and the weights of each block (None:
+    not kept), from qs = q * scale, kt = k^T and v. ``seen`` (a recording): (scores,
+    weights), two arrays (..., Tq, Tk) that receive each block's scores before the softmax
+    and its weights."""
+    batch = np.broadcast_shapes(qs.shape[:-2], kt.shape[:-2], v.shape[:-2])
+    blocks = _query_blocks(qs.shape[-2], kt.shape[-1], causal)
+    keep = _keep_weights(qs, kt, v)
     y, saved = out, []
     if y is None and len(blocks) > 1:
-        y = xp.empty(batch + (q.shape[-2], v.shape[-1]), dtype=v.dtype)
+        y = xp.empty(batch + (qs.shape[-2], v.shape[-1]), dtype=v.dtype)
     for a, b, e in blocks:
-        p = _attention_weights(xp, qs, k, a, b, e, causal,
+        p = _attention_weights(xp, qs, kt, a, b, e, causal,
                                None if seen is None else seen[0][..., a:b, :e])
         if seen is not None:
             seen[1][..., a:b, :e] = p
@@ -452,11 +458,13 @@ def _attention_forward(xp, q, k, v, causal, scale, dropout_mask, qs=None, out=No
         else:
             y[..., a:b, :] = pd @ v[..., :e, :]   # (no matmul out=: a strided view)
         saved.append(p if keep else None)
-    return y, qs, saved
+    return y, saved
 
 
-def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
+def _attention_backward(xp, g, qs, k, kt, v, vt, causal, scale, dropout_mask, saved,
                         needs=(True, True, True)):
+    """dq, dk, dv (None where ``needs`` says no) from g = dL/dy; k and kt = k^T, v and
+    vt = v^T as in _attention_forward."""
     tq, tk = qs.shape[-2], k.shape[-2]
     batch = g.shape[:-2]
     gq = xp.empty(batch + (tq, qs.shape[-1]), dtype=g.dtype) if needs[0] else None
@@ -464,13 +472,13 @@ def _attention_backward(xp, g, qs, k, v, causal, scale, dropout_mask, saved,
     # last block first: it sees every key, so it sets dk and dv, and the others add to them
     for (a, b, e), p in reversed(list(zip(_query_blocks(tq, tk, causal), saved))):
         if p is None:
-            p = _attention_weights(xp, qs, k, a, b, e, causal)
+            p = _attention_weights(xp, qs, kt, a, b, e, causal)
         gb = g[..., a:b, :]                                         # G  (..., b-a, hv)
         mask = None if dropout_mask is None else dropout_mask[..., a:b, :e]
         if needs[2]:
             pd = p if mask is None else p * mask
             gv = _add_rows(gv, xp.swapaxes(pd, -1, -2) @ gb)
-        ds = gb @ xp.swapaxes(v[..., :e, :], -1, -2)                # dp  (..., b-a, e)
+        ds = gb @ vt[..., :e]                                       # dp  (..., b-a, e)
         if mask is not None:
             ds *= mask
         rows, prows = ds.reshape((-1,) + ds.shape[-2:]), p.reshape((-1,) + p.shape[-2:])
@@ -535,29 +543,56 @@ class Attention(Function):
         if intermediates is not None:   # a recording: keep the arrays computed below
             seen = _seen_arrays(xp, np.broadcast_shapes(q.shape[:-2], k.shape[:-2]),
                                 q.shape[-2], k.shape[-2], xp.result_type(q, k))
-        y, self.qs, self.saved = _attention_forward(xp, q, k, v, causal, self.scale,
-                                                    dropout_mask, seen=seen)
+        self.qs = q * self.scale
+        y, self.saved = _attention_forward(xp, self.qs, xp.swapaxes(k, -1, -2), v, causal,
+                                           dropout_mask, seen=seen)
         self.k, self.v, self.causal, self.mask = k, v, causal, dropout_mask
         if intermediates is not None:
             _keep_intermediates(xp, intermediates, causal, q, k, v, *seen, y.copy())
         return y
 
     def backward(self, g):
-        return _attention_backward(self.xp, g, self.qs, self.k, self.v, self.causal,
-                                   self.scale, self.mask, self.saved, self.needs_grad)
+        xp, k, v = self.xp, self.k, self.v
+        return _attention_backward(xp, g, self.qs, k, xp.swapaxes(k, -1, -2), v,
+                                   xp.swapaxes(v, -1, -2), self.causal, self.scale, self.mask,
+                                   self.saved, self.needs_grad)
+
+
+def _head_blocks(lo, hi, n_head):
+    """The heads lo:hi of the (batch x head) order as at most three (batches, heads) slice
+    pairs: the rest of a first batch element, whole batch elements, the start of a last."""
+    (b0, h0), (b1, h1) = divmod(lo, n_head), divmod(hi, n_head)
+    if b0 == b1:
+        return [(slice(b0, b0 + 1), slice(h0, h1))] if h1 > h0 else []
+    blocks = []
+    if h0:
+        blocks.append((slice(b0, b0 + 1), slice(h0, n_head)))
+        b0 += 1
+    if b1 > b0:
+        blocks.append((slice(b0, b1), slice(0, n_head)))
+    if h1:
+        blocks.append((slice(b1, b1 + 1), slice(0, h1)))
+    return blocks
+
+
+def _by_batch(batch, n_head, *arrays):
+    """Each (B nh, ...) array as (B, nh, ...): views, the heads of one batch element apart."""
+    return [a.reshape((batch, n_head) + a.shape[1:]) for a in arrays]
 
 
 @register
 class MultiHeadAttention(Function):
     """A GPT block's attention from qkv. Composite twin: split qkv into heads, then
-    composite.attention per head (tests/minigrad/test_functional.py writes it out). Compiled loops:
-    Attention's, per batch piece."""
+    composite.attention per head (tests/minigrad/test_functional.py writes it out).
+    Compiled loops: Attention's, per piece of the heads."""
     # The whole attention of a GPT block after c_attn, in one node:
     # qkv (B, T, 3C) -> q, k, v (B, nh, T, hs) -> Attention -> y (B, nh, T, hs) -> (B, T, C).
     # The same maths as split + reshape + transpose + Attention + transpose + reshape (tested
-    # equal), but q, k, v are made contiguous once (faster batched matmuls) and the backward
-    # writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU the B x nh heads are cut
-    # into one piece per core, each piece a whole attention (backend.blas_rows).
+    # equal), but each head's q (scaled), k^T and v are contiguous copies (faster batched
+    # matmuls), and the backward writes dq, dk, dv into one (B, T, 3C) gradient. On the CPU
+    # the B x nh heads are cut into one piece per core, and each piece does all of its own
+    # work: copying its heads out of qkv, a whole attention, copying its output back
+    # (backend.blas_rows; _head_blocks).
     # With a KV cache (k_cache, v_cache: (B, nh, T_max, hs), positions < cache_start filled)
     # this call's k, v are written at cache_start:cache_start + T and the queries attend over
     # all Tk = cache_start + T keys (causal: query i sees keys j <= cache_start + i). The
@@ -570,60 +605,83 @@ class MultiHeadAttention(Function):
         xp = self.xp
         B, T, C3 = qkv.shape
         hs = C3 // (3 * n_head)
-        # our own contiguous copy (q is scaled in place below): never ascontiguousarray,
-        # which returns qkv itself when the transpose is already contiguous (B = T = 1)
-        heads = qkv.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4).copy()
-        q, k, v = heads.reshape(3, B * n_head, T, hs)  # 3 x (B nh, T, hs), one row per head
-        self.start = 0                                 # where this call's keys begin
-        if k_cache is not None:
+        BH, dt = B * n_head, qkv.dtype
+        src = qkv.reshape(B, T, 3, n_head, hs)        # q, k, v of head h: src[:, :, 0/1/2, h]
+        self.scale = scale = 1.0 / math.sqrt(hs)
+        qs = xp.empty((BH, T, hs), dtype=dt)            # q * scale, one row per head
+        cached = k_cache is not None
+        if cached:              # our keys and values join the cache; attend over all of it
             end = cache_start + T
-            k_cache[:, :, cache_start:end] = heads[1]  # (B, nh, T, hs) into the cache
-            v_cache[:, :, cache_start:end] = heads[2]
-            k = k_cache[:, :, :end].reshape(B * n_head, end, hs)   # (B nh, Tk, hs): a view
-            v = v_cache[:, :, :end].reshape(B * n_head, end, hs)
-            self.start = cache_start
-        tk = k.shape[1]
-        seen = q_read = None
+            k_cache[:, :, cache_start:end] = src[:, :, 1].transpose(0, 2, 1, 3)
+            v_cache[:, :, cache_start:end] = src[:, :, 2].transpose(0, 2, 1, 3)
+            k = k_cache[:, :, :end].reshape(BH, end, hs)    # (B nh, Tk, hs): a view
+            v = v_cache[:, :, :end].reshape(BH, end, hs)
+            kt = xp.swapaxes(k, -1, -2)
+        else:
+            kt, v = xp.empty((BH, hs, T), dtype=dt), xp.empty((BH, T, hs), dtype=dt)
+        tk = kt.shape[-1]
+        seen = None
         if intermediates is not None:                  # a recording: keep what is computed
-            seen = _seen_arrays(xp, (B * n_head,), T, tk, q.dtype)
-            q_read = q.copy()                          # (q is scaled in place below)
-        self.scale = 1.0 / math.sqrt(hs)
-        q *= self.scale                                # (our copy: scaled in place)
-        y = xp.empty_like(q)                           # (B nh, T, hs)
+            seen = _seen_arrays(xp, (BH,), T, tk, dt)
+        y, out = xp.empty((BH, T, hs), dtype=dt), xp.empty((B, T, n_head, hs), dtype=dt)
+        qs4, kt4, v4, y4 = _by_batch(B, n_head, qs, kt, v, y)   # (B, nh, ...): views
         mask = (None if dropout_mask is None
-                else dropout_mask.reshape((B * n_head,) + dropout_mask.shape[-2:]))
+                else dropout_mask.reshape((BH,) + dropout_mask.shape[-2:]))
         self.pieces = {}                               # (lo, hi) of the heads -> saved weights
 
         def piece(lo, hi):
-            m = None if mask is None else mask[lo:hi]
-            _, _, self.pieces[lo, hi] = _attention_forward(
-                xp, q[lo:hi], k[lo:hi], v[lo:hi], causal, self.scale, m, qs=q[lo:hi],
+            blocks = _head_blocks(lo, hi, n_head)
+            for bs, hd in blocks:                      # this piece's heads out of qkv
+                part = src[bs, :, :, hd]               # (batches, T, 3, heads, hs)
+                xp.multiply(part[:, :, 0].transpose(0, 2, 1, 3), scale, out=qs4[bs, hd])
+                if not cached:
+                    kt4[bs, hd] = part[:, :, 1].transpose(0, 2, 3, 1)
+                    v4[bs, hd] = part[:, :, 2].transpose(0, 2, 1, 3)
+            _, self.pieces[lo, hi] = _attention_forward(
+                xp, qs[lo:hi], kt[lo:hi], v[lo:hi], causal, None if mask is None else mask[lo:hi],
                 out=y[lo:hi], seen=None if seen is None else (seen[0][lo:hi], seen[1][lo:hi]))
-        blas_rows(piece, B * n_head, 4 * q.size * tk, xp)
-        self.qs, self.k, self.v, self.causal, self.mask = q, k, v, causal, mask
+            for bs, hd in blocks:                      # and its output into (B, T, nh, hs)
+                out[bs, :, hd] = y4[bs, hd].transpose(0, 2, 1, 3)
+        blas_rows(piece, BH, 4 * qs.size * tk, xp)
+        self.qs, self.kt, self.v, self.causal, self.mask = qs, kt, v, causal, mask
         self.shape = B, n_head, T, hs
+        self.start, self.k = (cache_start, k) if cached else (None, None)   # None: no cache
         if intermediates is not None:
-            per_head = (B, n_head)                     # (B nh, ...) -> (B, nh, ...)
-            _keep_intermediates(xp, intermediates, causal,
-                                *(a.reshape(per_head + a.shape[1:])
-                                  for a in (q_read, k, v, *seen, y)))
-        return y.reshape(B, n_head, T, hs).transpose(0, 2, 1, 3).reshape(B, T, C3 // 3)
+            q_read = src[:, :, 0].transpose(0, 2, 1, 3).copy()   # (B, nh, T, hs), unscaled
+            _keep_intermediates(xp, intermediates, causal, q_read,
+                                *_by_batch(B, n_head, xp.swapaxes(kt, -1, -2), v, *seen, y))
+        return out.reshape(B, T, C3 // 3)
 
     def backward(self, g):
         xp = self.xp
         B, nh, T, hs = self.shape
-        g = xp.ascontiguousarray(g.reshape(B, T, nh, hs).transpose(0, 2, 1, 3))
-        g = g.reshape(B * nh, T, hs)
-        grads = xp.empty((3, B * nh, T, hs), dtype=g.dtype)   # dq, dk, dv of every head
-        pieces, start = self.pieces, self.start
+        BH, dt = B * nh, g.dtype
+        g_in = g.reshape(B, T, nh, hs)
+        gh = xp.empty((BH, T, hs), dtype=dt)                      # g, one row per head
+        grads = xp.empty((3, BH, T, hs), dtype=dt)                # dq, dk, dv of every head
+        out = xp.empty((B, T, 3, nh, hs), dtype=dt)               # the same in qkv's layout
+        qs, kt, v, start = self.qs, self.kt, self.v, self.start
+        if start is None:           # k and v^T as contiguous copies, made piece by piece
+            k, vt = xp.empty((BH, T, hs), dtype=dt), xp.empty((BH, hs, T), dtype=dt)
+        else:                       # views of the cache: this call's keys begin at start
+            k, vt = self.k, xp.swapaxes(v, -1, -2)
+        gh4, = _by_batch(B, nh, gh)
+        grads4 = grads.reshape(3, B, nh, T, hs)
 
         def piece(lo, hi):
+            blocks = _head_blocks(lo, hi, nh)
+            for bs, hd in blocks:
+                gh4[bs, hd] = g_in[bs, :, hd].transpose(0, 2, 1, 3)
+            if start is None:
+                k[lo:hi] = xp.swapaxes(kt[lo:hi], -1, -2)
+                vt[lo:hi] = xp.swapaxes(v[lo:hi], -1, -2)
             m = None if self.mask is None else self.mask[lo:hi]
             for i, gi in enumerate(_attention_backward(
-                    xp, g[lo:hi], self.qs[lo:hi], self.k[lo:hi], self.v[lo:hi], self.causal,
-                    self.scale, m, pieces[lo, hi])):
-                grads[i, lo:hi] = gi if i == 0 else gi[:, start:]   # cached keys: constants
-        tasks = [lambda lo=lo, hi=hi: piece(lo, hi) for lo, hi in pieces]
-        blas_tasks(tasks, 8 * self.qs.size * self.k.shape[1], xp)
-        grads = grads.reshape(3, B, nh, T, hs)
-        return grads.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * nh * hs)   # (B, T, 3, nh, hs)
+                    xp, gh[lo:hi], qs[lo:hi], k[lo:hi], kt[lo:hi], v[lo:hi], vt[lo:hi],
+                    self.causal, self.scale, m, self.pieces[lo, hi])):
+                grads[i, lo:hi] = gi if i == 0 or start is None else gi[:, start:]
+            for bs, hd in blocks:                  # (3, b, h, T, hs) -> (b, T, 3, h, hs)
+                out[bs, :, :, hd] = grads4[:, bs, hd].transpose(1, 3, 0, 2, 4)
+        tasks = [lambda lo=lo, hi=hi: piece(lo, hi) for lo, hi in self.pieces]
+        blas_tasks(tasks, 8 * qs.size * kt.shape[-1], xp)
+        return out.reshape(B, T, 3 * nh * hs)

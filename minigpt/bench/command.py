@@ -1,9 +1,10 @@
 """Speed and memory, measured side by side with PyTorch when it is installed.
 
-    minigpt bench                      # tiny, small and bpe configs on the CPU, + generation, tokenizer
+    minigpt bench                      # tiny, small and bpe on the CPU, + generation, tokenizer
     minigpt bench --configs tiny --steps 30 --json bench.json
     minigpt bench --device cuda        # the same on a GPU (CuPy vs PyTorch CUDA)
     minigpt bench --ddp                # data-parallel tokens/s of 1 and 2 MPI ranks (tiny)
+    minigpt bench --profile --configs tiny --steps 10   # where a step's time goes, per op
 
 Training: forward + backward + AdamW step on random batches, after warm-up; the two
 frameworks alternate in rounds so that machine drift hits both alike; the figure is
@@ -18,11 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-
-import numpy as np
 
 from minigrad.fileio import atomic_write
 
@@ -30,6 +27,7 @@ from ..cli import ArgumentParser, command, require_device
 from ..model import GPTConfig
 from .ddp_scaling import ddp_probe, print_ddp_report, time_ddp
 from .generation import time_generation
+from .machine import describe, machine_info, short_name
 from .training import CONFIGS, have_torch, matmul_peak_gflops, memory_probe, peak_memory, \
     time_training
 
@@ -44,6 +42,8 @@ def tokenizer_figures() -> dict:
 def print_report(res: dict) -> None:
     print(f"machine: {res['machine']}, float32 matmul peak {res['matmul_peak_gflops']:.1f} "
           f"GFLOP/s, device {res['device']}")
+    for line in describe(res["machine_info"]):
+        print("  " + line)
     print(f"{'config':<7} {'framework':<9} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>8} "
           f"{'% peak':>7} {'peak MB':>8}")
     for r in res["training"]:
@@ -74,17 +74,33 @@ def print_report(res: dict) -> None:
             f"{k} {v}" for k, v in t.items() if "mb_s" in k or "ratio" in k))
 
 
+def profile_configs(configs, steps, use_torch, json_path=None) -> int:
+    """``minigpt bench --profile``: per phase and per op, each config, each framework."""
+    from .profile import print_profile, profile_minigrad, profile_torch
+    res = {"machine_info": machine_info(with_torch=use_torch), "profiles": []}
+    for line in describe(res["machine_info"]):
+        print(line)
+    for name in configs:
+        for fn in [profile_minigrad] + ([profile_torch] if use_torch else []):
+            res["profiles"].append(fn(name, steps))
+            print_profile(res["profiles"][-1])
+    if json_path:
+        atomic_write(json_path, json.dumps(res, indent=2).encode())
+    return 0
+
+
 def run(configs, steps, device, use_torch, generation, tokenizer, memory) -> dict:
-    res = {"machine": f"{platform.machine()} {os.cpu_count()} cores, Python "
-                      f"{platform.python_version()}, NumPy {np.__version__}",
-           "device": device, "matmul_peak_gflops": round(matmul_peak_gflops(device), 1),
-           "training": []}
+    res = {"machine": None, "device": device,
+           "matmul_peak_gflops": round(matmul_peak_gflops(device), 1), "training": []}
     if use_torch:
         import torch
         res["torch"] = torch.__version__
     for name in configs:
         res["training"].append(time_training(name, steps=steps, device=device,
                                              use_torch=use_torch))
+    # read after the timings: the thread counts are those the steps ran with
+    res["machine_info"] = machine_info(with_torch=use_torch)
+    res["machine"] = short_name(res["machine_info"])
     if memory and device == "cpu" and sys.platform.startswith("linux"):
         res["memory"] = {name: peak_memory(name, use_torch) for name in configs}
     if generation:
@@ -110,6 +126,9 @@ def build_parser():
     p.add_argument("--no_memory", action="store_true",
                    help="skip the peak-memory probes (fresh processes)")
     p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("--profile", action="store_true", help="instead: the time of each phase "
+                   "(forward, backward, optimizer) and each op of a training step, minigrad "
+                   "and PyTorch, for each of --configs (--steps default 10)")
     p.add_argument("--memory_probe", nargs=2, metavar=("FRAMEWORK", "CONFIG"),
                    help=argparse.SUPPRESS)
     p.add_argument("--ddp", action="store_true", help="instead: data-parallel tokens/s of 1 "
@@ -146,6 +165,8 @@ def main(argv=None) -> int:
         return 0
     require_device(args.device)
     use_torch = not args.no_torch and have_torch()
+    if args.profile:
+        return profile_configs(configs, args.steps or 10, use_torch, args.json)
     if not use_torch and not args.no_torch:
         print("PyTorch is not installed: minigrad figures only (pip install torch==2.13.0)")
     res = run(configs, args.steps or 40, args.device, use_torch, not args.no_generation,

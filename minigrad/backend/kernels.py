@@ -208,24 +208,34 @@ def layer_norm_backward(g, xhat, weight, rstd, gx, gw, gb):
 
 # ----------------------------------------------------------------------------- softmax rows
 @_jit
+def _exp_shifted_(a, shift, n):
+    for j in range(n):
+        a[j] = exp(a[j] - shift)
+
+
+@_jit
+def _scale_(a, factor, n):
+    for j in range(n):
+        a[j] *= factor
+
+
+@_jit
 def softmax_rows_(s, first_query, offset, causal):
     """In place on s (batch, queries, keys): the softmax of each row over the keys it may
     see (query i sees keys j <= first_query + i + offset when causal), 0 beyond: the
     masked softmax of fused._attention_weights."""
+    # Each pass is a loop of its own from 0 (LLVM vectorises each alone), and the keys
+    # beyond a row's reach are cleared by a slice: a loop from n indexes with a sign
+    # check, which LLVM vectorised into scatter stores (2.5x slower on causal blocks).
     nb_, nq, nk = s.shape
     c = s.dtype.type
     for b in range(nb_):
         for i in range(nq):
             row = s[b, i]
-            n = min(nk, first_query + i + offset + 1) if causal else nk
-            m = _max(row, n)
-            for j in range(n):
-                row[j] = exp(row[j] - m)
-            inv = c(1) / _sum(row, n)
-            for j in range(n):
-                row[j] *= inv
-            for j in range(n, nk):
-                row[j] = 0
+            n = max(0, min(nk, first_query + i + offset + 1)) if causal else nk
+            _exp_shifted_(row, _max(row, n), n)
+            _scale_(row, c(1) / _sum(row, n), n)
+            row[n:] = 0
 
 
 @_jit

@@ -50,3 +50,72 @@ def test_tokenizer_benchmark_reports_equal_ids():
     res = bench(builtin_corpus()[:20_000], [300], "gpt4", repeats=1)
     assert res["tiktoken_equal"] is True and res["vocab_size"] == 300
     assert set(res["minigpt_mb_s"]) == {"encode_cold", "encode_warm", "decode"}
+
+
+def test_vector_isa_names_the_widest_instructions():
+    from minigpt.bench.machine import vector_isa
+    assert vector_isa("fpu sse2 avx fma avx2".split()) == "AVX2 (FMA)"
+    assert vector_isa("avx2 fma avx512f avx512_vnni avx512_bf16".split()) == \
+        "AVX-512 (bf16, vnni)"
+    assert vector_isa("avx2 avx512f avx512_bf16 avx512_vnni avx512_fp16 amx_tile amx_bf16"
+                      .split()) == "AVX-512 (bf16, vnni, fp16) + AMX"
+    assert vector_isa("fp asimd".split()) == "NEON"
+    assert vector_isa([]) == "baseline"
+
+
+def test_machine_info_is_json_and_names_cpu_blas_and_threads():
+    """What the benchmark records about the machine: this process's CPU (as /proc/cpuinfo
+    has it), NumPy's BLAS as threadpoolctl reports it, minigrad's pool; torch's when asked."""
+    from minigpt.bench.machine import describe, machine_info, short_name
+    from minigrad.backend import threads
+    info = json.loads(json.dumps(machine_info()))
+    assert info["cpu"]["logical_cores"] == os.cpu_count()
+    assert info["minigrad"]["pool_threads"] == threads.NUM_THREADS
+    if Path("/proc/cpuinfo").is_file():
+        model = next(line.split(":", 1)[1].strip() for line in
+                     Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(("model name", "Processor")))
+        assert info["cpu"]["model"].startswith(model)
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas"]
+    assert [b["architecture"] for b in info["blas"]] == [b.get("architecture") for b in blas]
+    text = "\n".join(describe(info))
+    assert info["cpu"]["isa"] in text and info["cpu"]["isa"] in short_name(info)
+    for b in info["blas"]:
+        assert f"{b['architecture']} kernels" in text
+
+
+def test_machine_info_with_torch_reads_its_threads():
+    torch = pytest.importorskip("torch")
+    from minigpt.bench.machine import machine_info
+    info = machine_info(with_torch=True)["torch"]
+    assert info["num_threads"] == torch.get_num_threads()
+    assert info["version"] == torch.__version__
+
+
+def test_profile_times_every_phase_and_op_and_puts_the_ops_back():
+    """``minigpt bench --profile``: the phases add up to the step, every op of a GPT step is
+    listed with its calls per step, and the ops' own methods are back afterwards."""
+    import minigrad as mg
+    from minigpt.bench.profile import profile_minigrad
+    before = {name: (cls.__dict__.get("forward"), cls.__dict__.get("backward"))
+              for name, cls in mg.OPS.items()}
+    p = json.loads(json.dumps(profile_minigrad("tiny", steps=1)))
+    assert set(p["phases"]) == {"forward", "backward", "optimizer"}
+    assert p["ms_per_step"] == pytest.approx(sum(p["phases"].values()), abs=0.2)
+    assert {"Linear", "MultiHeadAttention", "LayerNorm", "GeluTanh", "CrossEntropy"} \
+        <= set(p["ops"])
+    assert p["ops"]["Linear"]["calls"] == 4 * 4 + 1          # 4 per block, and lm_head
+    assert p["ops"]["LayerNorm"]["calls"] == 2 * 4 + 1
+    ops_ms = sum(r["forward_ms"] for r in p["ops"].values())
+    assert ops_ms <= p["phases"]["forward"] + 0.01
+    assert before == {name: (cls.__dict__.get("forward"), cls.__dict__.get("backward"))
+                      for name, cls in mg.OPS.items()}
+
+
+def test_profile_of_torch_lists_its_ops():
+    pytest.importorskip("torch")
+    from minigpt.bench.profile import profile_torch
+    p = profile_torch("tiny", steps=1)
+    assert set(p["phases"]) == {"forward", "backward", "optimizer"}
+    assert any("mm" in op for op in p["ops"])

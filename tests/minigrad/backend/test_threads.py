@@ -234,3 +234,16 @@ def test_pieces_not_yet_taken_are_run_by_whichever_thread_is_free(monkeypatch):
         release.set()
         pool.shutdown()
     assert seen == [(threading.current_thread(), False)] * 4
+
+
+@given(st.integers(1, 6), st.data())
+def test_head_blocks_cover_each_head_of_a_piece_once(n_head, data):
+    """MultiHeadAttention copies a piece's heads out of qkv by _head_blocks's slices: every
+    (batch, head) of lo:hi exactly once, nothing outside it."""
+    from minigrad.fused import _head_blocks
+    total = n_head * data.draw(st.integers(1, 5))
+    lo = data.draw(st.integers(0, total))
+    hi = data.draw(st.integers(lo, total))
+    seen = [(b, h) for bs, hd in _head_blocks(lo, hi, n_head)
+            for b in range(bs.start, bs.stop) for h in range(hd.start, hd.stop)]
+    assert sorted(seen) == [divmod(i, n_head) for i in range(lo, hi)]
