@@ -261,7 +261,7 @@ def test_matches_huggingface_gpt2():
     idx = np.random.default_rng(0).integers(0, 97, (2, 10))
     with torch.no_grad():
         ref = hf(torch.tensor(idx)).logits.numpy()
-    np.testing.assert_allclose(model(idx)[0].numpy(), ref, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(model(idx)[0].detach().numpy(), ref, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         hf_out = hf.generate(torch.tensor(idx[:1, :5]), max_new_tokens=12, do_sample=False,
                              pad_token_id=0)
