@@ -461,7 +461,7 @@ def render(a: TokenTrace, b: TokenTrace | None = None) -> str:
              for i, t in enumerate(traces)]
     heads = "".join(_header(v) for v in views)
     body = [f"<h1>The life of a token</h1>{heads}{_how_to_read(views)}{_nav(views)}",
-            f"<h2>The prompt, stage by stage</h2>"]
+            "<h2>The prompt, stage by stage</h2>"]
     body += [_stage(n, views) for n in range(1, 13)]
     body.append('<h2 id="generated">Generated tokens, one forward pass each</h2>')
     if b is None:

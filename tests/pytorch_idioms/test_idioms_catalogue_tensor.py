@@ -556,14 +556,14 @@ def where_with_a_scalar(lib):
     return lib.where(x > 0, x, 0.0), lib.where(x < -2, x, lib.tensor(0.0))
 
 
-@idiom(expect=([0.0, 0.0, 1.0], [0.0, 0.0, 1.0]))
+@idiom(expect=([0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]))
 def relu_in_place_spellings(lib):
     F = _F(lib)
     x = lib.tensor([-1.0, 0.0, 1.0])
-    y = F.relu(x, inplace=True)
+    y = F.relu(x, inplace=True)                 # the result is x itself, changed
     z = lib.tensor([-1.0, 0.0, 1.0])
     lib.nn.ReLU(inplace=True)(z)
-    return x, z
+    return x, y, z
 
 
 @idiom(expect=([0.0, 4.0], [1.0, 9.0]))

@@ -3,8 +3,6 @@ gradient at every stage, checked against finite differences; the HTML page; the 
 import html.parser
 import json
 import math
-import shutil
-import subprocess
 import sys
 import types
 
@@ -16,26 +14,15 @@ import minigrad.fused as FU
 from minigrad import optim
 from minigrad.errors import AnomalyError
 from minigpt import TokenTrace, health, trace
-from minigpt.model import GPT, GPTConfig, Recorder, record
+from minigpt.model import Recorder, record
 from minigpt.recording import recorded_names
-from minigpt.tokenizer import CharTokenizer, Tokenizer
+from minigpt.tokenizer import CharTokenizer
 from minigpt.tracing import STAGES, block_graph, stage_names
 
 import minigpt.tracing as T_MOD  # noqa: E402  (minigpt.trace is the function)
-TEXT = "the cat sat on the mat. the dog sat on the log. the cat and the dog."
+from trace_models import TEXT, tiny
+
 PROMPT = "the cat sat on"
-
-
-@pytest.fixture(scope="module")
-def bpe():
-    return Tokenizer.train(TEXT * 4, 256 + 16)
-
-
-def tiny(tok, seed=0, **kw):
-    mg.manual_seed(seed)
-    cfg = dict(vocab_size=tok.vocab_size, block_size=24, n_layer=2, n_head=2, n_embd=16)
-    cfg.update(kw)
-    return GPT(GPTConfig(**cfg))
 
 
 # ----------------------------------------------------------------------------- stages

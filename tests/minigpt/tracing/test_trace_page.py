@@ -11,28 +11,15 @@ import subprocess
 import numpy as np
 import pytest
 
-import minigrad as mg
 from minigpt import trace
-from minigpt.model import GPT, GPTConfig
-from minigpt.tokenizer import CharTokenizer, Tokenizer
+from minigpt.tokenizer import CharTokenizer
 from minigpt.tracing import fresh_model, main
 from minigpt.tracing.figures import Scale, label, pick
 from minigpt.tracing.words import entropy
 
-TEXT = "the cat sat on the mat. the dog sat on the log. the cat and the dog."
+from trace_models import TEXT, tiny
+
 PROMPT = "the cat sat on the"
-
-
-@pytest.fixture(scope="module")
-def bpe():
-    return Tokenizer.train(TEXT * 4, 256 + 16)
-
-
-def tiny(tok, seed=0, **kw):
-    mg.manual_seed(seed)
-    cfg = dict(vocab_size=tok.vocab_size, block_size=24, n_layer=2, n_head=2, n_embd=16)
-    cfg.update(kw)
-    return GPT(GPTConfig(**cfg))
 
 
 def _softmax(z):
