@@ -260,7 +260,9 @@ def test_to_numpy_and_detach_share_values():
     assert x.to("cpu") is x
 
 
-def test_detect_anomaly_names_the_op():
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning",
+                            "ignore:divide by zero encountered:RuntimeWarning")
+def test_detect_anomaly_names_the_op():   # NumPy warns of the NaN and inf it is meant to catch
     x = mg.tensor([-1.0, 1.0], requires_grad=True)
     with pytest.raises(mg.errors.AnomalyError, match="forward of Log"):
         with mg.detect_anomaly():
