@@ -46,7 +46,7 @@ def same_path(a, b) -> bool:
         return True
     try:
         return os.path.samefile(a, b)
-    except OSError:
+    except (OSError, ValueError):      # ValueError: a NUL byte, which names no place
         return False
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from minigpt import train as train_mod
 from minigpt.checkpoint import CKPT_NAME, load_checkpoint, save_checkpoint
@@ -194,6 +194,8 @@ _HOSTILE_PATHS = st.one_of(
 @given(paths=st.fixed_dictionaries({}, optional={k: _HOSTILE_PATHS
                                                  for k in ("out_dir", "data", "cache_dir")}),
        trust=st.booleans(), give_data=st.booleans(), give_cache=st.booleans())
+@example(paths={"out_dir": "\0"}, trust=False, give_data=False, give_cache=False)  # ValueError
+@example(paths={"cache_dir": "\0", "data": "\0"}, trust=True, give_data=False, give_cache=False)
 def test_paths_inside_a_checkpoint_fuzz(tmp_path_factory, paths, trust, give_data, give_cache):
     """Whatever paths a checkpoint holds: the resumed run's out_dir is the user's, its data
     is the user's --data (or, trusted, the checkpoint's), its cache is the user's, this
